@@ -1,0 +1,244 @@
+/* gateway.c - starts the REST gateway (see gateway.h) and serves its own endpoints:
+ * /health (liveness: the process answers), /ready (readiness: every service the gateway
+ * routes to answers HealthCheck as SERVING, asked in parallel with a short deadline).
+ *
+ * Tokens are verified here with the shared key, so routes that need a user cost no extra
+ * hop; the services verify the forwarded token again (authorisation stays with the data). */
+#include "gateway.h"
+
+#include <string.h>
+
+#include "common.pb-c.h"
+#include "auth.pb-c.h"
+#include "errors.h"
+#include "log.h"
+
+struct gn_gateway {
+  gn_gateway_context context;
+  gn_router *router;
+  gn_http_server *server;
+};
+
+/* Services whose health decides readiness, with their HealthCheck descriptors. */
+typedef struct {
+  gn_service_id id;
+  const ProtobufCServiceDescriptor *descriptor;
+} ready_dependency;
+
+static const ready_dependency ready_dependencies[] = {
+  { GN_SERVICE_AUTH, &generia__auth__v1__auth_service__descriptor },
+};
+
+static bool
+authenticate (void *data, const char *token, char user_id[64])
+{
+  const gn_token_key *key = data;
+  return gn_token_verify (key, token, g_get_real_time (), user_id, NULL);
+}
+
+void
+gn_gateway_call_options (gn_http_request *request, gn_rpc_call_options *options)
+{
+  memset (options, 0, sizeof *options);
+  options->request_id = request->request_id;
+  options->traceparent = gn_http_header (request, "traceparent");
+  options->authorization = request->user_id != NULL ? request->authorization : NULL;
+}
+
+JsonParser *
+gn_gateway_parse_object (gn_http_request *request, JsonObject **object)
+{
+  *object = NULL;
+  if (request->body == NULL || request->body_len == 0) {
+    gn_http_respond_error (request, 400, "invalid_request", "a JSON object body is required");
+    return NULL;
+  }
+  JsonParser *parser = json_parser_new_immutable ();
+  g_autoptr (GError) error = NULL;
+  if (!json_parser_load_from_data (parser, request->body, (gssize) request->body_len, &error)) {
+    gn_http_respond_error (request, 400, "invalid_json", "the body is not valid JSON: %s",
+                           error->message);
+    g_object_unref (parser);
+    return NULL;
+  }
+  JsonNode *root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    gn_http_respond_error (request, 400, "invalid_request", "the body must be a JSON object");
+    g_object_unref (parser);
+    return NULL;
+  }
+  *object = json_node_get_object (root);
+  return parser;
+}
+
+const char *
+gn_gateway_string_member (gn_http_request *request, JsonObject *object, const char *name,
+                          gboolean *failed)
+{
+  JsonNode *node = json_object_get_member (object, name);
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return NULL;
+  if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING) {
+    if (!*failed)
+      gn_http_respond_error (request, 400, "invalid_request", "%s must be a string", name);
+    *failed = TRUE;
+    return NULL;
+  }
+  return json_node_get_string (node);
+}
+
+void
+gn_gateway_respond_builder (gn_http_request *request, int status, JsonBuilder *builder)
+{
+  g_autoptr (JsonNode) root = json_builder_get_root (builder);
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  json_generator_set_root (generator, root);
+  gsize len = 0;
+  g_autofree char *text = json_generator_to_data (generator, &len);
+  gn_http_respond_json (request, status, text, len);
+}
+
+const char *
+gn_gateway_format_time (int64_t us, char buf[32])
+{
+  g_autoptr (GDateTime) dt = g_date_time_new_from_unix_utc (us / G_USEC_PER_SEC);
+  if (dt == NULL) {
+    g_strlcpy (buf, "1970-01-01T00:00:00Z", 32);
+    return buf;
+  }
+  g_autofree char *text = g_date_time_format (dt, "%Y-%m-%dT%H:%M:%SZ");
+  g_strlcpy (buf, text, 32);
+  return buf;
+}
+
+static void
+handle_health (gn_http_request *request, void *data)
+{
+  static const char body[] = "{\"status\":\"ok\"}";
+  gn_http_respond_json (request, 200, body, sizeof body - 1);
+}
+
+typedef struct {
+  gn_rpc_client *client;
+  const ProtobufCServiceDescriptor *descriptor;
+  const char *request_id;
+  const char *name;
+  gboolean serving;
+  char detail[256];
+} ready_probe;
+
+static gpointer
+probe_service (gpointer data)
+{
+  ready_probe *probe = data;
+  gn_arena *arena = gn_arena_new ();
+  Generia__Common__V1__HealthCheckRequest req = GENERIA__COMMON__V1__HEALTH_CHECK_REQUEST__INIT;
+  ProtobufCMessage *response = NULL;
+  gn_rpc_status status;
+  gn_rpc_call_options options = { .request_id = probe->request_id, .timeout_ms = 2000 };
+  grpc_status_code code = gn_rpc_unary (probe->client, probe->descriptor, "HealthCheck",
+                                        &req.base, &response, arena, &options, &status);
+  if (code == GRPC_STATUS_OK) {
+    Generia__Common__V1__HealthCheckResponse *health = (void *) response;
+    probe->serving
+        = health->status == GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    g_strlcpy (probe->detail, probe->serving ? "serving" : health->detail, sizeof probe->detail);
+  } else {
+    g_snprintf (probe->detail, sizeof probe->detail, "%s: %s", gn_rpc_status_name (code),
+                status.message);
+  }
+  gn_arena_free (arena);
+  return NULL;
+}
+
+static void
+handle_ready (gn_http_request *request, void *data)
+{
+  gn_gateway_context *context = data;
+  enum { N = G_N_ELEMENTS (ready_dependencies) };
+  ready_probe probes[N];
+  GThread *threads[N];
+
+  for (size_t i = 0; i < N; i++) {
+    probes[i] = (ready_probe) {
+      .client = context->clients[ready_dependencies[i].id],
+      .descriptor = ready_dependencies[i].descriptor,
+      .request_id = request->request_id,
+      .name = gn_service_name (ready_dependencies[i].id),
+    };
+    threads[i] = N > 1 ? g_thread_new ("ready-probe", probe_service, &probes[i]) : NULL;
+    if (threads[i] == NULL)
+      probe_service (&probes[i]);
+  }
+  gboolean ready = TRUE;
+  g_autoptr (JsonBuilder) builder = json_builder_new ();
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "services");
+  json_builder_begin_object (builder);
+  for (size_t i = 0; i < N; i++) {
+    if (threads[i] != NULL)
+      g_thread_join (threads[i]);
+    ready = ready && probes[i].serving;
+    json_builder_set_member_name (builder, probes[i].name);
+    json_builder_add_string_value (builder, probes[i].detail);
+  }
+  json_builder_end_object (builder);
+  json_builder_set_member_name (builder, "status");
+  json_builder_add_string_value (builder, ready ? "ready" : "not_ready");
+  json_builder_end_object (builder);
+  gn_gateway_respond_builder (request, ready ? 200 : 503, builder);
+}
+
+gn_gateway *
+gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **error)
+{
+  gn_gateway *gateway = g_new0 (gn_gateway, 1);
+  gateway->context.config = config;
+  gateway->context.key = key;
+  for (int i = 0; i < GN_SERVICE_COUNT; i++)
+    if (i != GN_SERVICE_GATEWAY && config->service_address[i] != NULL)
+      gateway->context.clients[i] = gn_rpc_client_get (config->service_address[i]);
+
+  gateway->router = gn_router_new ();
+  gn_router_add (gateway->router, "GET", "/health", handle_health, NULL, 0);
+  gn_router_add (gateway->router, "GET", "/ready", handle_ready, &gateway->context, 0);
+  gn_gateway_add_auth_routes (gateway->router, &gateway->context);
+
+  gn_http_server_options options = {
+    .name = "gateway",
+    .address = config->gateway_address,
+    .port = config->gateway_port,
+    .threads = config->gateway_threads,
+    .max_body = config->max_body_bytes,
+    .cors_origins = config->cors_origins,
+    .router = gateway->router,
+    .authenticate = authenticate,
+    .auth_data = (void *) key,
+    .data = &gateway->context,
+  };
+  gateway->server = gn_http_server_start (&options, error);
+  if (gateway->server == NULL) {
+    gn_router_free (gateway->router);
+    g_free (gateway);
+    return NULL;
+  }
+  gn_info ("gateway listening on http://%s:%d", config->gateway_address,
+           gn_http_server_port (gateway->server));
+  return gateway;
+}
+
+int
+gn_gateway_port (gn_gateway *gateway)
+{
+  return gn_http_server_port (gateway->server);
+}
+
+void
+gn_gateway_stop (gn_gateway *gateway)
+{
+  if (gateway == NULL)
+    return;
+  gn_http_server_stop (gateway->server);
+  gn_router_free (gateway->router);
+  g_free (gateway);
+}

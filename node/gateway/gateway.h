@@ -1,0 +1,46 @@
+/* gateway.h - the REST gateway: API v1 routes over the gRPC services.
+ *
+ * The gateway owns no data.  Each route handler reads JSON, calls one service (or a few, in
+ * parallel, for pages that combine services), and writes JSON; bearer tokens are verified
+ * locally by the HTTP layer before the handler runs and forwarded to the services, which do
+ * their own authorisation.  Route files (routes-<area>.c) register their routes through one
+ * function each. */
+#pragma once
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "config.h"
+#include "http.h"
+#include "rpc.h"
+#include "token.h"
+
+typedef struct {
+  const gn_config *config;
+  const gn_token_key *key;
+  gn_rpc_client *clients[GN_SERVICE_COUNT]; /* by gn_service_id; NULL if not configured */
+} gn_gateway_context;
+
+typedef struct gn_gateway gn_gateway;
+
+gn_gateway *gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **error);
+int gn_gateway_port (gn_gateway *gateway);
+void gn_gateway_stop (gn_gateway *gateway);
+
+/* Route registration per area. */
+void gn_gateway_add_auth_routes (gn_router *router, gn_gateway_context *context);
+
+/* Helpers shared by the route files. */
+
+/* Options for a call made on behalf of `request`: its request id, traceparent and bearer. */
+void gn_gateway_call_options (gn_http_request *request, gn_rpc_call_options *options);
+/* Parses the body as a JSON object; answers 400 (invalid_json / invalid_request) and returns
+ * NULL otherwise.  The object lives as long as the returned parser (unref it). */
+JsonParser *gn_gateway_parse_object (gn_http_request *request, JsonObject **object);
+/* A string member: NULL if absent; answers 400 and sets *failed if present but not a string. */
+const char *gn_gateway_string_member (gn_http_request *request, JsonObject *object,
+                                      const char *name, gboolean *failed);
+/* Serialises the builder's root and answers with it. */
+void gn_gateway_respond_builder (gn_http_request *request, int status, JsonBuilder *builder);
+/* "2026-11-26T14:00:00Z" into buf. */
+const char *gn_gateway_format_time (int64_t us, char buf[32]);

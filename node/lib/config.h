@@ -1,0 +1,100 @@
+/* config.h - generia-node's configuration.
+ *
+ * Three layers, later wins: built-in defaults (an embedded node that works with no config at
+ * all) < the config file (GKeyFile "<data-dir>/generia-node.conf", or --config FILE) <
+ * environment variables (GENERIA_<SECTION>_<KEY>, e.g. GENERIA_GATEWAY_PORT) < command-line
+ * flags.  gn_config_dump() prints the result with secrets masked.
+ *
+ * The data folder defaults to $XDG_DATA_HOME/generia-node for a normal user and
+ * /var/lib/generia-node for root (a system service).  The gateway listens on 127.0.0.1 by
+ * default: a desktop node is not reachable from the network until gateway.address says so.
+ * GENERIA_DATA_DIR (or node.data_dir) moves the data folder; a --data-dir flag should be
+ * applied with gn_config_set_data_dir() before gn_config_load(), which then looks for the file
+ * there and lets GENERIA_DATA_DIR apply only while data_dir is still the default. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <glib.h>
+
+#define GN_CONFIG_ERROR (gn_config_error_quark ())
+GQuark gn_config_error_quark (void);
+
+typedef enum {
+  GN_CONFIG_ERROR_FILE,          /* the config file cannot be read or parsed */
+  GN_CONFIG_ERROR_UNKNOWN_KEY,   /* a key, section or service name that does not exist */
+  GN_CONFIG_ERROR_INVALID_VALUE, /* a value out of range or of the wrong form */
+} gn_config_error_code;
+
+typedef enum {
+  GN_SERVICE_AUTH,
+  GN_SERVICE_POST,
+  GN_SERVICE_MEDIA,
+  GN_SERVICE_INTERACTION,
+  GN_SERVICE_FEED,
+  GN_SERVICE_CACHE,
+  GN_SERVICE_CDN,
+  GN_SERVICE_GATEWAY,
+  GN_SERVICE_COUNT,
+} gn_service_id;
+
+/* "auth", "post", ..., "gateway". */
+const char *gn_service_name (gn_service_id id);
+/* Returns -1 for an unknown name. */
+int gn_service_from_name (const char *name);
+
+typedef struct {
+  char *data_dir;
+  char *config_file; /* the file read, or NULL */
+
+  /* [node] */
+  bool run[GN_SERVICE_COUNT]; /* services this process runs (--services) */
+  char *log_level;
+  int shutdown_grace_ms;
+
+  /* [rpc]: address per gRPC service ("unix:/path" or "host:port").  All default to one unix
+   * socket in <data-dir>/run, served by the process that runs them.  The gateway's slot is
+   * NULL: it is an HTTP server, not a gRPC service. */
+  char *service_address[GN_SERVICE_COUNT];
+  int rpc_workers;
+  int rpc_cq_threads;
+  int rpc_deadline_ms;
+
+  /* [gateway] */
+  char *gateway_address;
+  int gateway_port;
+  int gateway_threads;
+  size_t max_body_bytes;
+  char *cors_origins;
+  char *public_url; /* how clients reach the gateway; default http://localhost:<port> */
+
+  /* [database] / [redis]: empty = embedded (started in <data-dir>) */
+  char *database_url;
+  char *redis_url;
+
+  /* [auth] */
+  char *token_secret_file; /* default <data-dir>/secrets/token.key, created 0600 if missing */
+  int access_token_ttl_s;  /* default 900 */
+  int refresh_token_ttl_s; /* default 30 days */
+} gn_config;
+
+/* Defaults only (data_dir resolved).  Never NULL. */
+gn_config *gn_config_new_default (void);
+/* Applies the file (if it exists; an explicit --config that does not exist is an error), then
+ * the environment.  envp NULL = the process environment. */
+gboolean gn_config_load (gn_config *config, const char *file, char **envp, GError **error);
+/* Sets one option by its "section.key" name from a string (flags and env go through here),
+ * e.g. ("gateway.port", "8081").  Unknown keys and bad values are errors. */
+gboolean gn_config_set (gn_config *config, const char *key, const char *value, GError **error);
+/* "all" or a comma list; unknown names are an error. */
+gboolean gn_config_set_services (gn_config *config, const char *list, GError **error);
+/* Re-derives paths that depend on data_dir (socket addresses, secret file) unless they were
+ * set explicitly.  Called after data_dir changes. */
+void gn_config_set_data_dir (gn_config *config, const char *data_dir);
+/* The folder for the node's unix sockets: <data-dir>/run, or /tmp/generia-<uid>-<hash of
+ * data_dir> when the data folder's path is too long for a socket path (108 bytes). */
+char *gn_config_run_dir (const char *data_dir);
+/* The effective configuration in the config file's format, secrets masked (a password in the
+ * database or Redis URL). */
+char *gn_config_dump (const gn_config *config);
+void gn_config_free (gn_config *config);

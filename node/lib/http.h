@@ -1,0 +1,103 @@
+/* http.h - the HTTP listener shared by the gateway and the CDN, on libmicrohttpd.
+ *
+ * libmicrohttpd runs an epoll thread pool.  For each request the access handler returns MHD_YES
+ * on its first call (queueing a response there would force "Connection: close"), streams the
+ * upload into the request's arena (or, past a threshold, into a spool file) while enforcing
+ * the route's body limit (413 as soon as Content-Length or the received bytes exceed it),
+ * then dispatches through the router on the final call.
+ *
+ * Around every handler this layer does, in one place: request id (from X-Request-Id or new),
+ * CORS (preflights answered here, Access-Control-Allow-Origin on every answer for allowed
+ * origins), bearer-token verification for routes that ask for it, content negotiation of
+ * errors (plain text by default as API v1 requires; RFC 9457 problem+json when the client's
+ * Accept asks for it), 404/405, the access log line and the observer hook (metrics, tracing).
+ * Handlers only read the request and call one gn_http_respond_*() function. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "arena.h"
+#include "router.h"
+
+struct MHD_Connection;
+
+struct gn_http_request {
+  gn_arena *arena;
+  struct MHD_Connection *connection;
+  const char *method;
+  const char *path; /* without the query string */
+  const gn_route *route;
+  gn_route_param params[GN_ROUTE_MAX_PARAMS];
+  size_t n_params;
+  const char *body; /* NUL-terminated, body_len bytes; NULL if no body */
+  size_t body_len;
+  const char *spool_path; /* set instead of body for large bodies of GN_ROUTE_RAW_BODY routes
+                           * (body_len is then the file's size); removed when the request ends */
+  char request_id[65]; /* the client's X-Request-Id (<= 64 safe characters) or a UUID */
+  const char *authorization; /* raw header value, NULL if absent */
+  const char *user_id;       /* verified bearer token's subject, or NULL */
+  bool problem_json;         /* the client asked for application/problem+json errors */
+  int status;                /* set by gn_http_respond_*; 0 until then */
+  void *server_data;         /* gn_http_server_options.data */
+};
+
+typedef bool (*gn_http_authenticator) (void *data, const char *token, char user_id[64]);
+
+typedef struct {
+  const char *method;
+  const char *route; /* pattern, or "-" when nothing matched */
+  const char *request_id;
+  int status;
+  size_t bytes_out;
+  double ms;
+} gn_http_report;
+typedef void (*gn_http_observer) (void *data, const gn_http_report *report);
+
+typedef struct {
+  const char *name;    /* "gateway" or "cdn": log service name */
+  const char *address; /* bind address, default "0.0.0.0" */
+  int port;            /* 0 picks one (see gn_http_server_port) */
+  int threads;         /* libmicrohttpd pool size; default 2 * cores */
+  size_t max_body;     /* default body limit, bytes (default 1 MiB) */
+  size_t spool_threshold; /* RAW_BODY bodies larger than this go to a temp file (default 256 KiB) */
+  const char *spool_dir;  /* for those files (default g_get_tmp_dir) */
+  const char *cors_origins; /* comma-separated; "*" = any */
+  gn_router *router;
+  gn_http_authenticator authenticate;
+  void *auth_data;
+  gn_http_observer observer;
+  void *observer_data;
+  void *data; /* copied to request->server_data */
+} gn_http_server_options;
+
+typedef struct gn_http_server gn_http_server;
+
+gn_http_server *gn_http_server_start (const gn_http_server_options *options, GError **error);
+int gn_http_server_port (gn_http_server *server);
+void gn_http_server_stop (gn_http_server *server);
+
+/* Request accessors. */
+const char *gn_http_header (gn_http_request *request, const char *name);
+const char *gn_http_query (gn_http_request *request, const char *name);
+const char *gn_http_param (gn_http_request *request, const char *name);
+
+/* Responses: exactly one per request.  Bodies are copied. */
+void gn_http_respond (gn_http_request *request, int status, const char *content_type,
+                      const char *body, size_t len);
+void gn_http_respond_json (gn_http_request *request, int status, const char *json, size_t len);
+/* Adds a response header to the pending answer (before a respond call). */
+void gn_http_add_header (gn_http_request *request, const char *name, const char *value);
+/* code: stable machine word ("username_taken"); message: shown to people.  Plain text
+ * "message\n" by default, problem+json {type,title,status,detail,code} when asked for. */
+void gn_http_respond_error (gn_http_request *request, int status, const char *code,
+                            const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+
+/* The reason phrase for a status ("Not Found"). */
+const char *gn_http_status_title (int status);
+
+/* s as a JSON string literal, quotes included, allocated from arena: ", \ and control
+ * characters escaped, invalid UTF-8 bytes replaced by U+FFFD; NULL gives null. */
+char *gn_http_json_quote (gn_arena *arena, const char *s);

@@ -1,0 +1,782 @@
+/* auth.c - the auth service: accounts, passwords, access and refresh tokens.
+ *
+ * Data (schema "auth", see migrations/): users; token_families, one per login; refresh_tokens,
+ * stored as SHA-256 hashes only.
+ *
+ * Passwords are hashed with argon2id (libsodium crypto_pwhash_str, the library's interactive
+ * limits: 2 passes over 64 MiB), outside any transaction, so a slow hash never holds a row
+ * lock.  The cost bounds concurrency too: at most rpc.workers hashes run at once.
+ *
+ * Sessions: a login (Register or Login) creates a token family and its first refresh token,
+ * plus a short-lived JWT access token (token.c).  RefreshToken marks the presented token used
+ * and issues the next one in the same family, under row locks, so two concurrent refreshes
+ * with one token cannot both succeed.  Presenting a token that was already used means it was
+ * copied: the whole family is revoked and the caller must log in again (OAuth 2.0 Security
+ * BCP, refresh token rotation with reuse detection).  Logout revokes the family.
+ *
+ * Authorisation: GetUserInfo returns private fields (e-mail) only to the user themself; the
+ * rpc layer has already verified the caller's bearer token (gn_rpc_call_user_id). */
+#include "service.h"
+
+#include <string.h>
+#include <gio/gio.h>
+#include <sodium.h>
+
+#include "auth.pb-c.h"
+#include "common.pb-c.h"
+#include "log.h"
+#include "pg.h"
+
+#define MAX_PASSWORD_BYTES 1024
+#define MAX_CLIENT_NAME 100
+
+typedef struct {
+  char *database_url;
+  const gn_token_key *key;
+  int access_ttl_s;
+  int refresh_ttl_s;
+} auth_state;
+
+static auth_state *
+state_of (gn_rpc_call *call)
+{
+  return gn_rpc_call_service_data (call);
+}
+
+static PGconn *
+conn_or_fail (gn_rpc_call *call, grpc_status_code *code)
+{
+  g_autoptr (GError) error = NULL;
+  PGconn *conn = gn_pg_thread_conn (state_of (call)->database_url, &error);
+  if (conn == NULL) {
+    gn_error ("%s", error->message);
+    *code = gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "database_unavailable",
+                              "the account database is unavailable");
+  }
+  return conn;
+}
+
+static grpc_status_code
+internal_error (gn_rpc_call *call, GError *error)
+{
+  gn_error ("%s", error->message);
+  return gn_rpc_call_fail (call, GRPC_STATUS_INTERNAL, "internal", "internal error");
+}
+
+static void
+rollback (PGconn *conn)
+{
+  PQclear (PQexec (conn, "ROLLBACK"));
+}
+
+/* --- input checks --------------------------------------------------------------------- */
+
+/* Lower-cases into the arena; NULL if not 3-30 of [a-z0-9_.]. */
+static char *
+normalize_username (gn_arena *arena, const char *input)
+{
+  size_t len = strlen (input);
+  if (len < 3 || len > 30)
+    return NULL;
+  char *out = gn_arena_strndup (arena, input, len);
+  for (size_t i = 0; i < len; i++) {
+    char c = g_ascii_tolower (out[i]);
+    if (!(g_ascii_isdigit (c) || (c >= 'a' && c <= 'z') || c == '_' || c == '.'))
+      return NULL;
+    out[i] = c;
+  }
+  return out;
+}
+
+/* A deliberately plain check (RFC 5321 sizes, one @, a dotted domain of LDH labels): a
+ * confirmation mail is the only real test of an address. */
+static gboolean
+email_is_valid (const char *email)
+{
+  size_t len = strlen (email);
+  const char *at = strchr (email, '@');
+  if (len < 3 || len > 254 || at == NULL || strchr (at + 1, '@') != NULL)
+    return FALSE;
+  size_t local_len = (size_t) (at - email);
+  if (local_len == 0 || local_len > 64)
+    return FALSE;
+  for (const char *p = email; p < at; p++)
+    if ((unsigned char) *p <= ' ' || *p == '"' || *p == '(' || *p == ')' || *p == ','
+        || *p == ':' || *p == ';' || *p == '<' || *p == '>' || *p == '[' || *p == ']'
+        || *p == '\\' || (unsigned char) *p >= 0x7f)
+      return FALSE;
+  const char *domain = at + 1;
+  if (strchr (domain, '.') == NULL)
+    return FALSE;
+  size_t label = 0;
+  for (const char *p = domain;; p++) {
+    if (*p == '.' || *p == '\0') {
+      if (label == 0 || label > 63 || p[-1] == '-')
+        return FALSE;
+      if (*p == '\0')
+        break;
+      label = 0;
+      continue;
+    }
+    if (!(g_ascii_isalnum (*p) || *p == '-') || (label == 0 && *p == '-'))
+      return FALSE;
+    label++;
+  }
+  return TRUE;
+}
+
+static grpc_status_code
+check_password (gn_rpc_call *call, const char *password)
+{
+  if (strlen (password) > MAX_PASSWORD_BYTES)
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "password_too_long",
+                             "password must be at most %d bytes", MAX_PASSWORD_BYTES);
+  if (!g_utf8_validate (password, -1, NULL))
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_password",
+                             "password must be valid UTF-8");
+  if (g_utf8_strlen (password, -1) < 8)
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "weak_password",
+                             "password must be at least 8 characters");
+  return GRPC_STATUS_OK;
+}
+
+static gboolean
+is_uuid (const char *s)
+{
+  return s != NULL && g_uuid_string_is_valid (s);
+}
+
+static const char *
+client_name (gn_rpc_call *call, const char *name)
+{
+  if (name == NULL || !g_utf8_validate (name, -1, NULL))
+    return "";
+  if (g_utf8_strlen (name, -1) <= MAX_CLIENT_NAME)
+    return name;
+  const char *end = g_utf8_offset_to_pointer (name, MAX_CLIENT_NAME);
+  return gn_arena_strndup (gn_rpc_call_arena (call), name, (size_t) (end - name));
+}
+
+/* --- rows to messages ------------------------------------------------------------------ */
+
+#define USER_COLUMNS                                                                         \
+  "id, username, email, (extract(epoch FROM created_at) * 1000000)::int8, display_name, bio," \
+  " coalesce(avatar_media_id::text, '')"
+
+static Generia__Auth__V1__User *
+user_from_row (gn_arena *arena, PGresult *res, int row)
+{
+  Generia__Auth__V1__User *user = gn_arena_alloc (arena, sizeof *user);
+  generia__auth__v1__user__init (user);
+  user->id = gn_arena_strdup (arena, PQgetvalue (res, row, 0));
+  user->username = gn_arena_strdup (arena, PQgetvalue (res, row, 1));
+  user->email = gn_arena_strdup (arena, PQgetvalue (res, row, 2));
+  user->created_at_us = g_ascii_strtoll (PQgetvalue (res, row, 3), NULL, 10);
+  user->display_name = gn_arena_strdup (arena, PQgetvalue (res, row, 4));
+  user->bio = gn_arena_strdup (arena, PQgetvalue (res, row, 5));
+  user->avatar_media_id = gn_arena_strdup (arena, PQgetvalue (res, row, 6));
+  return user;
+}
+
+static Generia__Auth__V1__UserSummary *
+summary_from_row (gn_arena *arena, PGresult *res, int row)
+{
+  Generia__Auth__V1__UserSummary *user = gn_arena_alloc (arena, sizeof *user);
+  generia__auth__v1__user_summary__init (user);
+  user->id = gn_arena_strdup (arena, PQgetvalue (res, row, 0));
+  user->username = gn_arena_strdup (arena, PQgetvalue (res, row, 1));
+  user->display_name = gn_arena_strdup (arena, PQgetvalue (res, row, 2));
+  user->avatar_media_id = gn_arena_strdup (arena, PQgetvalue (res, row, 3));
+  return user;
+}
+
+/* --- sessions -------------------------------------------------------------------------- */
+
+/* Inserts a refresh token into `family_id` (or a new family for user_id when family_id is
+ * NULL) inside the caller's transaction, then signs an access token.  Fills `session`. */
+static gboolean
+issue_session (gn_rpc_call *call, PGconn *conn, const char *user_id, const char *family_id,
+               const char *name, Generia__Auth__V1__Session *session, GError **error)
+{
+  auth_state *state = state_of (call);
+  gn_arena *arena = gn_rpc_call_arena (call);
+  char token[GN_REFRESH_TOKEN_CHARS + 1];
+  char hash[65];
+  char ttl[16];
+  gn_refresh_token_new (token);
+  gn_refresh_token_hash (token, hash);
+  g_snprintf (ttl, sizeof ttl, "%d", state->refresh_ttl_s);
+
+  PGresult *res;
+  if (family_id == NULL) {
+    const char *params[] = { user_id, name, hash, ttl };
+    res = gn_pg_exec (conn, error,
+                      "WITH family AS ("
+                      "  INSERT INTO auth.token_families (user_id, client_name)"
+                      "  VALUES ($1, $2) RETURNING id)"
+                      " INSERT INTO auth.refresh_tokens (token_hash, family_id, expires_at)"
+                      " SELECT $3, family.id, now() + make_interval(secs => $4::float8)"
+                      " FROM family"
+                      " RETURNING (extract(epoch FROM expires_at) * 1000000)::int8",
+                      4, params);
+  } else {
+    const char *params[] = { hash, family_id, ttl };
+    res = gn_pg_exec (conn, error,
+                      "INSERT INTO auth.refresh_tokens (token_hash, family_id, expires_at)"
+                      " VALUES ($1, $2, now() + make_interval(secs => $3::float8))"
+                      " RETURNING (extract(epoch FROM expires_at) * 1000000)::int8",
+                      3, params);
+  }
+  sodium_memzero (hash, sizeof hash);
+  if (res == NULL)
+    return FALSE;
+  session->refresh_expires_at_us = g_ascii_strtoll (PQgetvalue (res, 0, 0), NULL, 10);
+  PQclear (res);
+
+  char *access = gn_token_sign (state->key, user_id, state->access_ttl_s, g_get_real_time (),
+                                &session->access_expires_at_us);
+  if (access == NULL) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "signing the access token failed");
+    sodium_memzero (token, sizeof token);
+    return FALSE;
+  }
+  session->access_token = gn_arena_strdup (arena, access);
+  g_free (access);
+  session->refresh_token = gn_arena_strdup (arena, token);
+  sodium_memzero (token, sizeof token);
+  return TRUE;
+}
+
+static Generia__Auth__V1__Session *
+session_new (gn_arena *arena)
+{
+  Generia__Auth__V1__Session *session = gn_arena_alloc (arena, sizeof *session);
+  generia__auth__v1__session__init (session);
+  return session;
+}
+
+/* --- handlers -------------------------------------------------------------------------- */
+
+static grpc_status_code
+handle_register (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessage **response)
+{
+  const Generia__Auth__V1__RegisterRequest *req = (const void *) message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  char *username = normalize_username (arena, req->username);
+  if (username == NULL)
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_username",
+                             "username must be 3 to 30 characters of a-z, 0-9, _ and .");
+  char *email = gn_arena_strdup (arena, req->email);
+  g_strstrip (email);
+  if (!email_is_valid (email))
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_email",
+                             "that is not a valid e-mail address");
+  if ((code = check_password (call, req->password)) != GRPC_STATUS_OK)
+    return code;
+
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+
+  /* Cheap early answer for the common case; the unique indexes decide races below. */
+  const char *taken_params[] = { username, email };
+  PGresult *taken = gn_pg_exec (conn, &error,
+                                "SELECT username = $1 FROM auth.users"
+                                " WHERE username = $1 OR lower(email) = lower($2)",
+                                2, taken_params);
+  if (taken == NULL)
+    return internal_error (call, error);
+  if (PQntuples (taken) > 0) {
+    gboolean name_taken = FALSE;
+    for (int i = 0; i < PQntuples (taken); i++)
+      if (PQgetvalue (taken, i, 0)[0] == 't')
+        name_taken = TRUE;
+    PQclear (taken);
+    return name_taken ? gn_rpc_call_fail (call, GRPC_STATUS_ALREADY_EXISTS, "username_taken",
+                                          "that username is taken")
+                      : gn_rpc_call_fail (call, GRPC_STATUS_ALREADY_EXISTS, "email_taken",
+                                          "an account with that e-mail address exists");
+  }
+  PQclear (taken);
+
+  char hash[crypto_pwhash_STRBYTES];
+  if (crypto_pwhash_str (hash, req->password, strlen (req->password),
+                         crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE)
+      != 0)
+    return gn_rpc_call_fail (call, GRPC_STATUS_RESOURCE_EXHAUSTED, "busy",
+                             "the server is out of memory for password hashing; try again");
+
+  Generia__Auth__V1__Session *session = session_new (arena);
+  const char *params[] = { username, email, hash };
+  PGresult *res = NULL;
+  PGresult *begin = gn_pg_exec (conn, &error, "BEGIN", 0, NULL);
+  if (begin == NULL)
+    return internal_error (call, error);
+  PQclear (begin);
+  res = gn_pg_exec (conn, &error,
+                    "INSERT INTO auth.users (username, email, password_hash)"
+                    " VALUES ($1, $2, $3) RETURNING " USER_COLUMNS,
+                    3, params);
+  if (res == NULL)
+    goto fail;
+  session->user = user_from_row (arena, res, 0);
+  PQclear (res);
+  if (!issue_session (call, conn, session->user->id, NULL, client_name (call, req->client_name),
+                      session, &error))
+    goto fail;
+  res = gn_pg_exec (conn, &error, "COMMIT", 0, NULL);
+  if (res == NULL)
+    goto fail;
+  PQclear (res);
+  gn_info ("registered user %s (%s)", session->user->username, session->user->id);
+  *response = &session->base;
+  return GRPC_STATUS_OK;
+
+fail:
+  rollback (conn);
+  if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_UNIQUE)) {
+    if (strstr (error->message, "username") != NULL)
+      return gn_rpc_call_fail (call, GRPC_STATUS_ALREADY_EXISTS, "username_taken",
+                               "that username is taken");
+    if (strstr (error->message, "email") != NULL)
+      return gn_rpc_call_fail (call, GRPC_STATUS_ALREADY_EXISTS, "email_taken",
+                               "an account with that e-mail address exists");
+  }
+  return internal_error (call, error);
+}
+
+static grpc_status_code
+handle_login (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessage **response)
+{
+  const Generia__Auth__V1__LoginRequest *req = (const void *) message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  char *identifier = gn_arena_strdup (arena, req->email_or_username);
+  g_strstrip (identifier);
+  if (identifier[0] == '\0' || strlen (identifier) > 254)
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_request",
+                             "email_or_username is required");
+  if (req->password[0] == '\0' || strlen (req->password) > MAX_PASSWORD_BYTES)
+    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "wrong_password",
+                             "wrong password");
+
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+
+  const char *params[] = { identifier };
+  PGresult *res = strchr (identifier, '@') != NULL
+                      ? gn_pg_exec (conn, &error,
+                                    "SELECT " USER_COLUMNS ", password_hash FROM auth.users"
+                                    " WHERE lower(email) = lower($1)",
+                                    1, params)
+                      : gn_pg_exec (conn, &error,
+                                    "SELECT " USER_COLUMNS ", password_hash FROM auth.users"
+                                    " WHERE username = lower($1)",
+                                    1, params);
+  if (res == NULL)
+    return internal_error (call, error);
+  if (PQntuples (res) == 0) {
+    PQclear (res);
+    return gn_rpc_call_fail (call, GRPC_STATUS_NOT_FOUND, "user_not_found",
+                             "no account with that username or e-mail address");
+  }
+  Generia__Auth__V1__Session *session = session_new (arena);
+  session->user = user_from_row (arena, res, 0);
+  char *stored_hash = gn_arena_strdup (arena, PQgetvalue (res, 0, 7));
+  PQclear (res);
+
+  if (crypto_pwhash_str_verify (stored_hash, req->password, strlen (req->password)) != 0)
+    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "wrong_password",
+                             "wrong password");
+
+  if (crypto_pwhash_str_needs_rehash (stored_hash, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                                      crypto_pwhash_MEMLIMIT_INTERACTIVE)
+      != 0) {
+    char hash[crypto_pwhash_STRBYTES];
+    if (crypto_pwhash_str (hash, req->password, strlen (req->password),
+                           crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE)
+        == 0) {
+      const char *rehash_params[] = { hash, session->user->id };
+      PGresult *updated = gn_pg_exec (conn, &error,
+                                      "UPDATE auth.users SET password_hash = $1, updated_at = now()"
+                                      " WHERE id = $2",
+                                      2, rehash_params);
+      if (updated == NULL) {
+        gn_warn ("could not upgrade password hash: %s", error->message);
+        g_clear_error (&error);
+      }
+      PQclear (updated);
+    }
+  }
+
+  if (!issue_session (call, conn, session->user->id, NULL, client_name (call, req->client_name),
+                      session, &error))
+    return internal_error (call, error);
+  *response = &session->base;
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_validate_token (gn_rpc_call *call, const ProtobufCMessage *message,
+                       ProtobufCMessage **response)
+{
+  const Generia__Auth__V1__ValidateTokenRequest *req = (const void *) message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  Generia__Auth__V1__ValidateTokenResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__auth__v1__validate_token_response__init (out);
+  char user_id[64];
+  int64_t expires_at = 0;
+  if (gn_token_verify (state_of (call)->key, req->token, g_get_real_time (), user_id,
+                       &expires_at)) {
+    out->valid = TRUE;
+    out->user_id = gn_arena_strdup (arena, user_id);
+    out->expires_at_us = expires_at;
+  }
+  *response = &out->base;
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_get_user_info (gn_rpc_call *call, const ProtobufCMessage *message,
+                      ProtobufCMessage **response)
+{
+  const Generia__Auth__V1__GetUserInfoRequest *req = (const void *) message;
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  GN_RPC_REQUIRE_USER (call);
+  const char *caller = gn_rpc_call_user_id (call);
+  const char *user_id = req->user_id[0] != '\0' ? req->user_id : caller;
+  if (strcmp (user_id, caller) != 0)
+    return gn_rpc_call_fail (call, GRPC_STATUS_PERMISSION_DENIED, "forbidden",
+                             "account details are visible to their owner only");
+  if (!is_uuid (user_id))
+    return gn_rpc_call_fail (call, GRPC_STATUS_NOT_FOUND, "user_not_found", "no such user");
+
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  const char *params[] = { user_id };
+  PGresult *res
+      = gn_pg_exec (conn, &error, "SELECT " USER_COLUMNS " FROM auth.users WHERE id = $1", 1,
+                    params);
+  if (res == NULL)
+    return internal_error (call, error);
+  if (PQntuples (res) == 0) {
+    PQclear (res);
+    return gn_rpc_call_fail (call, GRPC_STATUS_NOT_FOUND, "user_not_found",
+                             "this account no longer exists");
+  }
+  Generia__Auth__V1__User *user = user_from_row (gn_rpc_call_arena (call), res, 0);
+  PQclear (res);
+  *response = &user->base;
+  return GRPC_STATUS_OK;
+}
+
+#define MAX_BATCH 500
+
+static grpc_status_code
+handle_get_users_by_ids (gn_rpc_call *call, const ProtobufCMessage *message,
+                         ProtobufCMessage **response)
+{
+  const Generia__Auth__V1__GetUsersByIdsRequest *req = (const void *) message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  if (req->n_user_ids > MAX_BATCH)
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "too_many_ids",
+                             "at most %d ids per call", MAX_BATCH);
+  Generia__Auth__V1__GetUsersByIdsResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__auth__v1__get_users_by_ids_response__init (out);
+  *response = &out->base;
+
+  /* A PostgreSQL array literal of the well-formed ids; others cannot match anyway. */
+  GString *array = g_string_new ("{");
+  for (size_t i = 0; i < req->n_user_ids; i++)
+    if (is_uuid (req->user_ids[i]))
+      g_string_append_printf (array, "%s%s", array->len > 1 ? "," : "", req->user_ids[i]);
+  g_string_append_c (array, '}');
+  if (array->len == 2) {
+    g_string_free (array, TRUE);
+    return GRPC_STATUS_OK;
+  }
+
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL) {
+    g_string_free (array, TRUE);
+    return code;
+  }
+  const char *params[] = { array->str };
+  PGresult *res = gn_pg_exec (conn, &error,
+                              "SELECT id, username, display_name,"
+                              " coalesce(avatar_media_id::text, '')"
+                              " FROM auth.users WHERE id = ANY($1::uuid[])",
+                              1, params);
+  g_string_free (array, TRUE);
+  if (res == NULL)
+    return internal_error (call, error);
+  int rows = PQntuples (res);
+  out->users = gn_arena_alloc (arena, sizeof *out->users * (size_t) (rows > 0 ? rows : 1));
+  for (int i = 0; i < rows; i++)
+    out->users[i] = summary_from_row (arena, res, i);
+  out->n_users = (size_t) rows;
+  PQclear (res);
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_get_user_by_username (gn_rpc_call *call, const ProtobufCMessage *message,
+                             ProtobufCMessage **response)
+{
+  const Generia__Auth__V1__GetUserByUsernameRequest *req = (const void *) message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  char *username = normalize_username (arena, req->username);
+  if (username == NULL)
+    return gn_rpc_call_fail (call, GRPC_STATUS_NOT_FOUND, "user_not_found", "no such user");
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  const char *params[] = { username };
+  PGresult *res = gn_pg_exec (conn, &error,
+                              "SELECT id, username, display_name,"
+                              " coalesce(avatar_media_id::text, '')"
+                              " FROM auth.users WHERE username = $1",
+                              1, params);
+  if (res == NULL)
+    return internal_error (call, error);
+  if (PQntuples (res) == 0) {
+    PQclear (res);
+    return gn_rpc_call_fail (call, GRPC_STATUS_NOT_FOUND, "user_not_found", "no such user");
+  }
+  Generia__Auth__V1__UserSummary *user = summary_from_row (arena, res, 0);
+  PQclear (res);
+  *response = &user->base;
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
+                      ProtobufCMessage **response)
+{
+  const Generia__Auth__V1__RefreshTokenRequest *req = (const void *) message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  if (strlen (req->refresh_token) != GN_REFRESH_TOKEN_CHARS)
+    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "invalid_refresh_token",
+                             "the refresh token is not valid");
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+
+  char hash[65];
+  gn_refresh_token_hash (req->refresh_token, hash);
+  const char *hash_params[] = { hash };
+  PGresult *res = gn_pg_exec (conn, &error, "BEGIN", 0, NULL);
+  if (res == NULL)
+    return internal_error (call, error);
+  PQclear (res);
+
+  res = gn_pg_exec (conn, &error,
+                    "SELECT t.family_id, f.user_id, t.used_at IS NOT NULL,"
+                    " t.expires_at <= now(), f.revoked_at IS NOT NULL"
+                    " FROM auth.refresh_tokens t"
+                    " JOIN auth.token_families f ON f.id = t.family_id"
+                    " WHERE t.token_hash = $1 FOR UPDATE OF t, f",
+                    1, hash_params);
+  if (res == NULL)
+    goto fail;
+  if (PQntuples (res) == 0) {
+    PQclear (res);
+    rollback (conn);
+    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "invalid_refresh_token",
+                             "the refresh token is not valid");
+  }
+  char *family_id = gn_arena_strdup (arena, PQgetvalue (res, 0, 0));
+  char *user_id = gn_arena_strdup (arena, PQgetvalue (res, 0, 1));
+  gboolean used = PQgetvalue (res, 0, 2)[0] == 't';
+  gboolean expired = PQgetvalue (res, 0, 3)[0] == 't';
+  gboolean revoked = PQgetvalue (res, 0, 4)[0] == 't';
+  PQclear (res);
+
+  if (revoked) {
+    rollback (conn);
+    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "refresh_token_revoked",
+                             "this session has ended; log in again");
+  }
+  if (used) {
+    const char *family_params[] = { family_id };
+    res = gn_pg_exec (conn, &error,
+                      "UPDATE auth.token_families SET revoked_at = now(), revoked_reason = 'reuse'"
+                      " WHERE id = $1",
+                      1, family_params);
+    if (res == NULL)
+      goto fail;
+    PQclear (res);
+    res = gn_pg_exec (conn, &error, "COMMIT", 0, NULL);
+    if (res == NULL)
+      goto fail;
+    PQclear (res);
+    gn_warn ("refresh token reused for user %s: session family %s revoked", user_id, family_id);
+    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "refresh_token_reused",
+                             "this refresh token was already used; the session has been ended"
+                             " for safety, log in again");
+  }
+  if (expired) {
+    rollback (conn);
+    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "refresh_token_expired",
+                             "the session has expired; log in again");
+  }
+
+  res = gn_pg_exec (conn, &error,
+                    "UPDATE auth.refresh_tokens SET used_at = now() WHERE token_hash = $1", 1,
+                    hash_params);
+  if (res == NULL)
+    goto fail;
+  PQclear (res);
+  Generia__Auth__V1__Session *session = session_new (arena);
+  if (!issue_session (call, conn, user_id, family_id, "", session, &error))
+    goto fail;
+  const char *user_params[] = { user_id };
+  res = gn_pg_exec (conn, &error, "SELECT " USER_COLUMNS " FROM auth.users WHERE id = $1", 1,
+                    user_params);
+  if (res == NULL)
+    goto fail;
+  if (PQntuples (res) == 1)
+    session->user = user_from_row (arena, res, 0);
+  PQclear (res);
+  res = gn_pg_exec (conn, &error, "COMMIT", 0, NULL);
+  if (res == NULL)
+    goto fail;
+  PQclear (res);
+  *response = &session->base;
+  return GRPC_STATUS_OK;
+
+fail:
+  rollback (conn);
+  return internal_error (call, error);
+}
+
+static grpc_status_code
+handle_logout (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessage **response)
+{
+  const Generia__Auth__V1__LogoutRequest *req = (const void *) message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  Generia__Auth__V1__LogoutResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__auth__v1__logout_response__init (out);
+  *response = &out->base;
+  if (strlen (req->refresh_token) != GN_REFRESH_TOKEN_CHARS)
+    return GRPC_STATUS_OK;
+
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  char hash[65];
+  gn_refresh_token_hash (req->refresh_token, hash);
+  const char *params[] = { hash };
+  PGresult *res = gn_pg_exec (conn, &error,
+                              "UPDATE auth.token_families"
+                              " SET revoked_at = now(), revoked_reason = 'logout'"
+                              " WHERE id = (SELECT family_id FROM auth.refresh_tokens"
+                              "             WHERE token_hash = $1)"
+                              " AND revoked_at IS NULL",
+                              1, params);
+  if (res == NULL)
+    return internal_error (call, error);
+  out->revoked = atoi (PQcmdTuples (res)) > 0;
+  PQclear (res);
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_health_check (gn_rpc_call *call, const ProtobufCMessage *message,
+                     ProtobufCMessage **response)
+{
+  gn_arena *arena = gn_rpc_call_arena (call);
+  g_autoptr (GError) error = NULL;
+  Generia__Common__V1__HealthCheckResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__common__v1__health_check_response__init (out);
+  out->service = "auth";
+  out->version = PACKAGE_VERSION;
+  out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+
+  PGconn *conn = gn_pg_thread_conn (state_of (call)->database_url, &error);
+  PGresult *res = conn != NULL ? gn_pg_exec (conn, &error, "SELECT 1", 0, NULL) : NULL;
+  if (res == NULL) {
+    out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    out->detail = gn_arena_strdup (arena, error->message);
+  }
+  PQclear (res);
+  *response = &out->base;
+  return GRPC_STATUS_OK;
+}
+
+static const gn_rpc_method auth_methods[] = {
+  { "Register", handle_register, GN_RPC_BLOCKING },
+  { "Login", handle_login, GN_RPC_BLOCKING },
+  { "ValidateToken", handle_validate_token, 0 },
+  { "GetUserInfo", handle_get_user_info, GN_RPC_BLOCKING },
+  { "GetUsersByIds", handle_get_users_by_ids, GN_RPC_BLOCKING },
+  { "GetUserByUsername", handle_get_user_by_username, GN_RPC_BLOCKING },
+  { "RefreshToken", handle_refresh_token, GN_RPC_BLOCKING },
+  { "Logout", handle_logout, GN_RPC_BLOCKING },
+  { "HealthCheck", handle_health_check, GN_RPC_BLOCKING },
+  { NULL, NULL, 0 },
+};
+
+static gboolean
+auth_migrate (const gn_service_env *env, GError **error)
+{
+  return gn_service_migrate (env, "auth", error);
+}
+
+static gboolean
+auth_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
+{
+  if (sodium_init () < 0) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "libsodium failed to initialise");
+    return FALSE;
+  }
+  auth_state *state = g_new0 (auth_state, 1);
+  state->database_url = g_strdup (env->database_url);
+  state->key = env->token_key;
+  state->access_ttl_s = env->config->access_token_ttl_s;
+  state->refresh_ttl_s = env->config->refresh_token_ttl_s;
+  service->descriptor = &generia__auth__v1__auth_service__descriptor;
+  service->methods = auth_methods;
+  service->log_name = "auth";
+  service->data = state;
+  return TRUE;
+}
+
+static void
+auth_fini (gn_rpc_service *service)
+{
+  auth_state *state = service->data;
+  if (state == NULL)
+    return;
+  g_free (state->database_url);
+  g_free (state);
+  service->data = NULL;
+}
+
+const gn_service_module gn_auth_module = {
+  .id = GN_SERVICE_AUTH,
+  .migrate = auth_migrate,
+  .init = auth_init,
+  .fini = auth_fini,
+};
