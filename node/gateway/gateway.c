@@ -208,7 +208,10 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
     .name = "gateway",
     .address = config->gateway_address,
     .port = config->gateway_port,
+    /* gateway.threads = 0 (the default): a thread per connection, since every API handler
+     * waits on a gRPC call; N > 0: a shared epoll pool of N threads. */
     .threads = config->gateway_threads,
+    .blocking_handlers = config->gateway_threads == 0,
     .max_body = config->max_body_bytes,
     .cors_origins = config->cors_origins,
     .router = gateway->router,

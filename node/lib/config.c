@@ -40,17 +40,13 @@
  * folder is PostgreSQL's ".s.PGSQL.NNNNN" (14) plus the slash, with a little room to spare. */
 #define RUN_DIR_MAX 88
 
-G_DEFINE_QUARK (gn-config-error-quark, gn_config_error)
+G_DEFINE_QUARK (gn - config - error - quark, gn_config_error)
 
 static const char *const service_names[GN_SERVICE_COUNT] = {
-  [GN_SERVICE_AUTH] = "auth",
-  [GN_SERVICE_POST] = "post",
-  [GN_SERVICE_MEDIA] = "media",
-  [GN_SERVICE_INTERACTION] = "interaction",
-  [GN_SERVICE_FEED] = "feed",
-  [GN_SERVICE_CACHE] = "cache",
-  [GN_SERVICE_CDN] = "cdn",
-  [GN_SERVICE_GATEWAY] = "gateway",
+  [GN_SERVICE_AUTH] = "auth",   [GN_SERVICE_POST] = "post",
+  [GN_SERVICE_MEDIA] = "media", [GN_SERVICE_INTERACTION] = "interaction",
+  [GN_SERVICE_FEED] = "feed",   [GN_SERVICE_CACHE] = "cache",
+  [GN_SERVICE_CDN] = "cdn",     [GN_SERVICE_GATEWAY] = "gateway",
 };
 
 const char *
@@ -94,7 +90,7 @@ typedef enum {
 typedef struct {
   const char *key; /* "section.key" */
   option_type type;
-  size_t offset;   /* into gn_config; for OPT_RPC_ADDRESS the service id instead */
+  size_t offset; /* into gn_config; for OPT_RPC_ADDRESS the service id instead */
   long long min, max;
 } option;
 
@@ -118,7 +114,7 @@ static const option options[] = {
   { "gateway.address", OPT_NAME, FIELD (gateway_address), 0, 0 },
   { "gateway.port", OPT_INT, FIELD (gateway_port), 0, 65535 },
   { "gateway.threads", OPT_INT, FIELD (gateway_threads), 0, 1024 },
-  { "gateway.max_body_bytes", OPT_SIZE, FIELD (max_body_bytes), 1, (long long) 1 << 40 },
+  { "gateway.max_body_bytes", OPT_SIZE, FIELD (max_body_bytes), 1, (long long)1 << 40 },
   { "gateway.cors_origins", OPT_STRING, FIELD (cors_origins), 0, 0 },
   { "gateway.public_url", OPT_HTTP_URL, FIELD (public_url), 0, 0 },
   { "database.url", OPT_DATABASE_URL, FIELD (database_url), 0, 0 },
@@ -140,13 +136,13 @@ find_option (const char *key)
 static char **
 string_field (gn_config *config, const option *opt)
 {
-  return (char **) ((char *) config + opt->offset);
+  return (char **)((char *)config + opt->offset);
 }
 
 static int *
 int_field (gn_config *config, const option *opt)
 {
-  return (int *) ((char *) config + opt->offset);
+  return (int *)((char *)config + opt->offset);
 }
 
 /* ---- derived defaults ---- */
@@ -160,7 +156,7 @@ gn_config_run_dir (const char *data_dir)
 
   g_autofree char *hash = g_compute_checksum_for_string (G_CHECKSUM_SHA256, data_dir, -1);
   hash[16] = '\0';
-  return g_strdup_printf ("/tmp/generia-%u-%s", (unsigned) getuid (), hash);
+  return g_strdup_printf ("/tmp/generia-%u-%s", (unsigned)getuid (), hash);
 }
 
 static char *
@@ -194,12 +190,10 @@ default_data_dir (void)
 static void
 follow_default (char **field, const char *old_default, char *new_value)
 {
-  if (*field == NULL || g_strcmp0 (*field, old_default) == 0)
-    {
-      g_free (*field);
-      *field = new_value;
-    }
-  else
+  if (*field == NULL || g_strcmp0 (*field, old_default) == 0) {
+    g_free (*field);
+    *field = new_value;
+  } else
     g_free (new_value);
 }
 
@@ -214,8 +208,7 @@ gn_config_set_data_dir (gn_config *config, const char *data_dir)
   g_autofree char *old_address = old_dir ? default_service_address (old_dir) : NULL;
   for (int i = 0; i < GN_SERVICE_COUNT; i++)
     if (is_grpc_service (i))
-      follow_default (&config->service_address[i], old_address,
-                      default_service_address (data_dir));
+      follow_default (&config->service_address[i], old_address, default_service_address (data_dir));
 
   g_autofree char *old_secret = old_dir ? default_token_secret_file (old_dir) : NULL;
   follow_default (&config->token_secret_file, old_secret, default_token_secret_file (data_dir));
@@ -291,52 +284,49 @@ gn_config_set_services (gn_config *config, const char *list, GError **error)
   bool any = false;
   g_auto (GStrv) names = g_strsplit (list, ",", -1);
 
-  for (char **name = names; *name != NULL; name++)
-    {
-      g_strstrip (*name);
-      if (**name == '\0')
-        continue;
-      if (strcmp (*name, "all") == 0)
-        {
-          for (int i = 0; i < GN_SERVICE_COUNT; i++)
-            run[i] = true;
-          any = true;
-          continue;
-        }
-      int id = gn_service_from_name (*name);
-      if (id < 0)
-        {
-          g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_UNKNOWN_KEY,
-                       "node.services: unknown service \"%s\" (known: all, auth, post, media, "
-                       "interaction, feed, cache, cdn, gateway)",
-                       *name);
-          return FALSE;
-        }
-      run[id] = true;
+  for (char **name = names; *name != NULL; name++) {
+    g_strstrip (*name);
+    if (**name == '\0')
+      continue;
+    if (strcmp (*name, "all") == 0) {
+      for (int i = 0; i < GN_SERVICE_COUNT; i++)
+        run[i] = true;
       any = true;
+      continue;
     }
+    int id = gn_service_from_name (*name);
+    if (id < 0) {
+      g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_UNKNOWN_KEY,
+                   "node.services: unknown service \"%s\" (known: all, auth, post, media, "
+                   "interaction, feed, cache, cdn, gateway)",
+                   *name);
+      return FALSE;
+    }
+    run[id] = true;
+    any = true;
+  }
   if (!any)
-    return invalid (error, "node.services", list, "names no service (use \"all\" or e.g. "
-                                                  "\"auth,gateway\")");
+    return invalid (error, "node.services", list,
+                    "names no service (use \"all\" or e.g. "
+                    "\"auth,gateway\")");
 
   memcpy (config->run, run, sizeof run);
   return TRUE;
 }
 
 static gboolean
-parse_integer (const char *key, const char *value, long long min, long long max,
-               long long *out, GError **error)
+parse_integer (const char *key, const char *value, long long min, long long max, long long *out,
+               GError **error)
 {
   gint64 number;
   g_autoptr (GError) parse_error = NULL;
 
   if (!g_ascii_string_to_signed (value, 10, G_MININT64, G_MAXINT64, &number, &parse_error))
     return invalid (error, key, value, "is not a whole number");
-  if (number < min || number > max)
-    {
-      g_autofree char *why = g_strdup_printf ("is out of range (%lld-%lld)", min, max);
-      return invalid (error, key, value, why);
-    }
+  if (number < min || number > max) {
+    g_autofree char *why = g_strdup_printf ("is out of range (%lld-%lld)", min, max);
+    return invalid (error, key, value, why);
+  }
   *out = number;
   return TRUE;
 }
@@ -344,11 +334,10 @@ parse_integer (const char *key, const char *value, long long min, long long max,
 static gboolean
 valid_rpc_address (const char *value)
 {
-  if (g_str_has_prefix (value, "unix:"))
-    {
-      const char *path = value + strlen ("unix:");
-      return path[0] == '/' && strlen (path) < 108;
-    }
+  if (g_str_has_prefix (value, "unix:")) {
+    const char *path = value + strlen ("unix:");
+    return path[0] == '/' && strlen (path) < 108;
+  }
 
   const char *colon = strrchr (value, ':');
   if (colon == NULL || colon == value)
@@ -373,18 +362,15 @@ gn_config_set (gn_config *config, const char *key, const char *value, GError **e
   g_return_val_if_fail (config != NULL && key != NULL && value != NULL, FALSE);
 
   const option *opt = find_option (key);
-  if (opt == NULL)
-    {
-      g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_UNKNOWN_KEY,
-                   "unknown option \"%s\"", key);
-      return FALSE;
-    }
+  if (opt == NULL) {
+    g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_UNKNOWN_KEY, "unknown option \"%s\"", key);
+    return FALSE;
+  }
 
   g_autofree char *text = g_strstrip (g_strdup (value));
   long long number;
 
-  switch (opt->type)
-    {
+  switch (opt->type) {
     case OPT_DATA_DIR:
       if (!g_path_is_absolute (text))
         return invalid (error, key, text, "is not an absolute path");
@@ -402,18 +388,17 @@ gn_config_set (gn_config *config, const char *key, const char *value, GError **e
     case OPT_INT:
       if (!parse_integer (key, text, opt->min, opt->max, &number, error))
         return FALSE;
-      if (opt->offset == FIELD (gateway_port))
-        {
-          g_autofree char *old_url = default_public_url (config->gateway_port);
-          follow_default (&config->public_url, old_url, default_public_url ((int) number));
-        }
-      *int_field (config, opt) = (int) number;
+      if (opt->offset == FIELD (gateway_port)) {
+        g_autofree char *old_url = default_public_url (config->gateway_port);
+        follow_default (&config->public_url, old_url, default_public_url ((int)number));
+      }
+      *int_field (config, opt) = (int)number;
       return TRUE;
 
     case OPT_SIZE:
       if (!parse_integer (key, text, opt->min, opt->max, &number, error))
         return FALSE;
-      config->max_body_bytes = (size_t) number;
+      config->max_body_bytes = (size_t)number;
       return TRUE;
 
     case OPT_STRING:
@@ -443,7 +428,7 @@ gn_config_set (gn_config *config, const char *key, const char *value, GError **e
       g_free (config->service_address[opt->offset]);
       config->service_address[opt->offset] = g_steal_pointer (&text);
       return TRUE;
-    }
+  }
 
   char **field = string_field (config, opt);
   g_free (*field);
@@ -467,52 +452,45 @@ apply_file (gn_config *config, const char *path, GError **error)
   g_autoptr (GKeyFile) file = g_key_file_new ();
   g_autoptr (GError) local_error = NULL;
 
-  if (!g_key_file_load_from_file (file, path, G_KEY_FILE_NONE, &local_error))
-    {
-      g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE, "%s: %s", path,
-                   local_error->message);
-      return FALSE;
-    }
+  if (!g_key_file_load_from_file (file, path, G_KEY_FILE_NONE, &local_error)) {
+    g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE, "%s: %s", path,
+                 local_error->message);
+    return FALSE;
+  }
 
   g_auto (GStrv) groups = g_key_file_get_groups (file, NULL);
-  for (char **group = groups; *group != NULL; group++)
-    {
-      g_auto (GStrv) keys = g_key_file_get_keys (file, *group, NULL, NULL);
-      for (char **key = keys; *key != NULL; key++)
-        {
-          g_autofree char *name = g_strdup_printf ("%s.%s", *group, *key);
-          g_autofree char *value = g_key_file_get_string (file, *group, *key, &local_error);
-          if (value == NULL)
-            {
-              g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE, "%s: %s: %s", path,
-                           name, local_error->message);
-              return FALSE;
-            }
-          if (!gn_config_set (config, name, value, error))
-            {
-              g_prefix_error (error, "%s: ", path);
-              return FALSE;
-            }
-        }
+  for (char **group = groups; *group != NULL; group++) {
+    g_auto (GStrv) keys = g_key_file_get_keys (file, *group, NULL, NULL);
+    for (char **key = keys; *key != NULL; key++) {
+      g_autofree char *name = g_strdup_printf ("%s.%s", *group, *key);
+      g_autofree char *value = g_key_file_get_string (file, *group, *key, &local_error);
+      if (value == NULL) {
+        g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE, "%s: %s: %s", path, name,
+                     local_error->message);
+        return FALSE;
+      }
+      if (!gn_config_set (config, name, value, error)) {
+        g_prefix_error (error, "%s: ", path);
+        return FALSE;
+      }
     }
+  }
   return TRUE;
 }
 
 static gboolean
 apply_environment (gn_config *config, char **envp, GError **error)
 {
-  for (size_t i = 0; i < G_N_ELEMENTS (options); i++)
-    {
-      if (options[i].type == OPT_DATA_DIR)
-        continue; /* applied before the file is read */
-      g_autofree char *name = env_name (options[i].key);
-      const char *value = g_environ_getenv (envp, name);
-      if (value != NULL && !gn_config_set (config, options[i].key, value, error))
-        {
-          g_prefix_error (error, "%s: ", name);
-          return FALSE;
-        }
+  for (size_t i = 0; i < G_N_ELEMENTS (options); i++) {
+    if (options[i].type == OPT_DATA_DIR)
+      continue; /* applied before the file is read */
+    g_autofree char *name = env_name (options[i].key);
+    const char *value = g_environ_getenv (envp, name);
+    if (value != NULL && !gn_config_set (config, options[i].key, value, error)) {
+      g_prefix_error (error, "%s: ", name);
+      return FALSE;
     }
+  }
   return TRUE;
 }
 
@@ -525,18 +503,16 @@ apply_environment_data_dir (gn_config *config, char **envp, GError **error)
 
   if (strcmp (config->data_dir, default_dir) != 0)
     return TRUE; /* a --data-dir flag wins */
-  for (size_t i = 0; i < G_N_ELEMENTS (names); i++)
-    {
-      const char *value = g_environ_getenv (envp, names[i]);
-      if (value == NULL)
-        continue;
-      if (!gn_config_set (config, "node.data_dir", value, error))
-        {
-          g_prefix_error (error, "%s: ", names[i]);
-          return FALSE;
-        }
-      return TRUE;
+  for (size_t i = 0; i < G_N_ELEMENTS (names); i++) {
+    const char *value = g_environ_getenv (envp, names[i]);
+    if (value == NULL)
+      continue;
+    if (!gn_config_set (config, "node.data_dir", value, error)) {
+      g_prefix_error (error, "%s: ", names[i]);
+      return FALSE;
     }
+    return TRUE;
+  }
   return TRUE;
 }
 
@@ -553,30 +529,25 @@ gn_config_load (gn_config *config, const char *file, char **envp, GError **error
     return FALSE;
 
   g_autofree char *path = NULL;
-  if (file != NULL)
-    {
-      if (!g_file_test (file, G_FILE_TEST_EXISTS))
-        {
-          g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE,
-                       "config file %s does not exist", file);
-          return FALSE;
-        }
-      path = g_strdup (file);
+  if (file != NULL) {
+    if (!g_file_test (file, G_FILE_TEST_EXISTS)) {
+      g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE, "config file %s does not exist",
+                   file);
+      return FALSE;
     }
-  else
-    {
-      path = g_build_filename (config->data_dir, CONFIG_FILE_NAME, NULL);
-      if (!g_file_test (path, G_FILE_TEST_EXISTS))
-        g_clear_pointer (&path, g_free);
-    }
+    path = g_strdup (file);
+  } else {
+    path = g_build_filename (config->data_dir, CONFIG_FILE_NAME, NULL);
+    if (!g_file_test (path, G_FILE_TEST_EXISTS))
+      g_clear_pointer (&path, g_free);
+  }
 
-  if (path != NULL)
-    {
-      if (!apply_file (config, path, error))
-        return FALSE;
-      g_free (config->config_file);
-      config->config_file = g_steal_pointer (&path);
-    }
+  if (path != NULL) {
+    if (!apply_file (config, path, error))
+      return FALSE;
+    g_free (config->config_file);
+    config->config_file = g_steal_pointer (&path);
+  }
 
   return apply_environment (config, envp, error);
 }
@@ -589,22 +560,20 @@ static char *
 mask_password (const char *url)
 {
   const char *scheme_end = strstr (url, "://");
-  if (scheme_end != NULL)
-    {
-      const char *authority = scheme_end + 3;
-      const char *at = strchr (authority, '@');
-      const char *slash = strchr (authority, '/');
-      if (at != NULL && (slash == NULL || at < slash))
-        {
-          const char *colon = memchr (authority, ':', (size_t) (at - authority));
-          if (colon != NULL)
-            return g_strdup_printf ("%.*s:***%s", (int) (colon - url), url, at);
-        }
-      return g_strdup (url);
+  if (scheme_end != NULL) {
+    const char *authority = scheme_end + 3;
+    const char *at = strchr (authority, '@');
+    const char *slash = strchr (authority, '/');
+    if (at != NULL && (slash == NULL || at < slash)) {
+      const char *colon = memchr (authority, ':', (size_t)(at - authority));
+      if (colon != NULL)
+        return g_strdup_printf ("%.*s:***%s", (int)(colon - url), url, at);
     }
+    return g_strdup (url);
+  }
 
-  g_autoptr (GRegex) keyword = g_regex_new ("(password\\s*=\\s*)('(?:[^'\\\\]|\\\\.)*'|\\S*)",
-                                            G_REGEX_CASELESS, 0, NULL);
+  g_autoptr (GRegex) keyword
+      = g_regex_new ("(password\\s*=\\s*)('(?:[^'\\\\]|\\\\.)*'|\\S*)", G_REGEX_CASELESS, 0, NULL);
   return g_regex_replace (keyword, url, -1, 0, "\\1***", 0, NULL);
 }
 
@@ -614,27 +583,24 @@ services_text (const gn_config *config)
   g_autoptr (GString) text = g_string_new (NULL);
   bool all = true;
 
-  for (int i = 0; i < GN_SERVICE_COUNT; i++)
-    {
-      if (!config->run[i])
-        {
-          all = false;
-          continue;
-        }
-      if (text->len > 0)
-        g_string_append_c (text, ',');
-      g_string_append (text, service_names[i]);
+  for (int i = 0; i < GN_SERVICE_COUNT; i++) {
+    if (!config->run[i]) {
+      all = false;
+      continue;
     }
+    if (text->len > 0)
+      g_string_append_c (text, ',');
+    g_string_append (text, service_names[i]);
+  }
   return all ? g_strdup ("all") : g_string_free (g_steal_pointer (&text), FALSE);
 }
 
 static char *
 option_text (const gn_config *config, const option *opt)
 {
-  gn_config *fields = (gn_config *) config;
+  gn_config *fields = (gn_config *)config;
 
-  switch (opt->type)
-    {
+  switch (opt->type) {
     case OPT_DATA_DIR:
       return g_strdup (config->data_dir);
     case OPT_SERVICES:
@@ -653,7 +619,7 @@ option_text (const gn_config *config, const option *opt)
     case OPT_NAME:
     case OPT_HTTP_URL:
       break;
-    }
+  }
   return g_strdup (*string_field (fields, opt));
 }
 
@@ -668,12 +634,11 @@ gn_config_dump (const gn_config *config)
       config->config_file ? config->config_file : "none, defaults and environment");
   g_key_file_set_comment (file, NULL, NULL, comment, NULL);
 
-  for (size_t i = 0; i < G_N_ELEMENTS (options); i++)
-    {
-      const char *dot = strchr (options[i].key, '.');
-      g_autofree char *group = g_strndup (options[i].key, (size_t) (dot - options[i].key));
-      g_autofree char *value = option_text (config, &options[i]);
-      g_key_file_set_string (file, group, dot + 1, value ? value : "");
-    }
+  for (size_t i = 0; i < G_N_ELEMENTS (options); i++) {
+    const char *dot = strchr (options[i].key, '.');
+    g_autofree char *group = g_strndup (options[i].key, (size_t)(dot - options[i].key));
+    g_autofree char *value = option_text (config, &options[i]);
+    g_key_file_set_string (file, group, dot + 1, value ? value : "");
+  }
   return g_key_file_to_data (file, NULL, NULL);
 }

@@ -63,7 +63,7 @@ typedef struct {
   /* [gateway] */
   char *gateway_address;
   int gateway_port;
-  int gateway_threads;
+  int gateway_threads; /* 0: a thread per connection (handlers wait on gRPC); N: epoll pool */
   size_t max_body_bytes;
   char *cors_origins;
   char *public_url; /* how clients reach the gateway; default http://localhost:<port> */

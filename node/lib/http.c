@@ -18,9 +18,14 @@
  *                         a spool file for large RAW_BODY uploads, or nowhere (discarded) once
  *                         a refusal is pending or the limit is passed.
  *                         Last call (no data): the pending answer, the preflight answer or the
- *                         route's handler, which must call one gn_http_respond_*().
+ *                         route's handler, which must call one gn_http_respond_*(); the spool
+ *                         file is removed as soon as the handler returns.
  *   request_completed     after the answer went out (or the client went away): the access
- *                         log line, the observer, the spool file unlinked, the arena freed.
+ *                         log line, the observer, the spool file of an aborted upload removed,
+ *                         the arena freed.  Note that libmicrohttpd 0.9.75's epoll loop can miss
+ *                         a client's FIN that arrives together with the last body bytes; such a
+ *                         connection then ends at the connection timeout, which therefore
+ *                         bounds how long an aborted upload's spool file lives.
  *
  * Every answer is built by respond_common(), which adds X-Request-Id, the CORS headers for an
  * allowed Origin and any headers set with gn_http_add_header(), so no path can forget them.
@@ -33,10 +38,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/stat.h>
 #include <microhttpd.h>
 #include <gio/gio.h>
 
@@ -44,7 +47,8 @@
 
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define DEFAULT_SPOOL_THRESHOLD (256 * 1024)
-#define CONNECTION_TIMEOUT_S 60
+#define DEFAULT_CONNECTION_TIMEOUT_S 60
+#define DEFAULT_MAX_CONNECTIONS 1024
 #define CONNECTION_MEMORY_LIMIT (64 * 1024)
 #define LISTEN_BACKLOG 1024
 /* How far past its limit a refused body is read and thrown away, so that the client can read
@@ -97,9 +101,10 @@ typedef struct {
   char *buffer; /* in the arena */
   size_t buffer_size;
   int spool_fd;
-  char *spool_path; /* g_malloc'd, unlinked when the request ends */
+  char *spool_path; /* g_malloc'd; removed once the handler returns or the request ends */
 
-  response_header *headers;
+  response_header *headers; /* in the order added */
+  response_header **headers_tail;
   size_t bytes_out;
   bool queue_failed;
 } request_context;
@@ -142,13 +147,13 @@ content_type_is_json (const char *content_type)
   while (*content_type == ' ' || *content_type == '\t')
     content_type++;
   end = strchr (content_type, ';');
-  len = end ? (size_t) (end - content_type) : strlen (content_type);
+  len = end ? (size_t)(end - content_type) : strlen (content_type);
   while (len > 0 && (content_type[len - 1] == ' ' || content_type[len - 1] == '\t'))
     len--;
   if (!ascii_has_prefix_nocase (content_type, "application/") || len <= strlen ("application/"))
     return false;
-  if (len == strlen ("application/json") && ascii_has_prefix_nocase (content_type,
-                                                                     "application/json"))
+  if (len == strlen ("application/json")
+      && ascii_has_prefix_nocase (content_type, "application/json"))
     return true;
   return len > strlen ("application/+json")
          && g_ascii_strncasecmp (content_type + len - 5, "+json", 5) == 0;
@@ -172,19 +177,19 @@ append_logfmt_value (GString *line, const char *value)
   bool plain = value[0] != '\0';
 
   for (const char *p = value; *p != '\0' && plain; p++)
-    plain = (unsigned char) *p > ' ' && *p != '"' && *p != '=' && *p != '\\' && *p != 0x7f;
+    plain = (unsigned char)*p > ' ' && *p != '"' && *p != '=' && *p != '\\' && *p != 0x7f;
   if (plain) {
     g_string_append (line, value);
     return;
   }
   g_string_append_c (line, '"');
-  for (const unsigned char *p = (const unsigned char *) value; *p != '\0'; p++) {
+  for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
     if (*p == '"' || *p == '\\')
       g_string_append_c (line, '\\');
     if (*p < ' ' || *p == 0x7f)
       g_string_append_printf (line, "\\x%02x", *p);
     else
-      g_string_append_c (line, (char) *p);
+      g_string_append_c (line, (char)*p);
   }
   g_string_append_c (line, '"');
 }
@@ -202,7 +207,7 @@ gn_http_json_quote (gn_arena *arena, const char *s)
   out = g_string_sized_new (strlen (s) + 2);
   g_string_append_c (out, '"');
   for (p = s; *p != '\0';) {
-    unsigned char c = (unsigned char) *p;
+    unsigned char c = (unsigned char)*p;
 
     if (c < 0x80) {
       switch (c) {
@@ -225,7 +230,7 @@ gn_http_json_quote (gn_arena *arena, const char *s)
           if (c < 0x20 || c == 0x7f)
             g_string_append_printf (out, "\\u%04x", c);
           else
-            g_string_append_c (out, (char) c);
+            g_string_append_c (out, (char)c);
       }
       p++;
     } else {
@@ -233,7 +238,7 @@ gn_http_json_quote (gn_arena *arena, const char *s)
        * valid JSON whatever a message quoted from user input contains. */
       gunichar ch = g_utf8_get_char_validated (p, -1);
 
-      if (ch == (gunichar) -1 || ch == (gunichar) -2) {
+      if (ch == (gunichar)-1 || ch == (gunichar)-2) {
         g_string_append (out, "\\ufffd");
         p++;
       } else {
@@ -253,11 +258,10 @@ gn_http_json_quote (gn_arena *arena, const char *s)
 const char *
 gn_http_status_title (int status)
 {
-  const char *phrase = status > 0 ? MHD_get_reason_phrase_for ((unsigned) status) : NULL;
+  const char *phrase = status > 0 ? MHD_get_reason_phrase_for ((unsigned)status) : NULL;
 
-  return phrase != NULL && phrase[0] != '\0' && strcmp (phrase, "Unknown") != 0
-             ? phrase
-             : "Unknown Status";
+  return phrase != NULL && phrase[0] != '\0' && strcmp (phrase, "Unknown") != 0 ? phrase
+                                                                                : "Unknown Status";
 }
 
 /* ---- responses ---- */
@@ -265,7 +269,7 @@ gn_http_status_title (int status)
 static request_context *
 context_of (gn_http_request *request)
 {
-  return (request_context *) request;
+  return (request_context *)request;
 }
 
 void
@@ -276,27 +280,28 @@ gn_http_add_header (gn_http_request *request, const char *name, const char *valu
 
   header->name = gn_arena_strdup (request->arena, name);
   header->value = gn_arena_strdup (request->arena, value);
-  header->next = context->headers;
-  context->headers = header;
+  header->next = NULL;
+  *context->headers_tail = header;
+  context->headers_tail = &header->next;
 }
 
 static void
-respond_common (gn_http_request *request, int status, const char *content_type,
-                const char *body, size_t len)
+respond_common (gn_http_request *request, int status, const char *content_type, const char *body,
+                size_t len)
 {
   request_context *context = context_of (request);
   struct MHD_Response *response;
   bool ok = true;
 
   if (request->status != 0) {
-    gn_error ("second answer (%d) to %s %s ignored: already answered %d", status,
-              request->method, request->path, request->status);
+    gn_error ("second answer (%d) to %s %s ignored: already answered %d", status, request->method,
+              request->path, request->status);
     return;
   }
   request->status = status;
   context->bytes_out = len;
 
-  response = MHD_create_response_from_buffer (len, (void *) body, MHD_RESPMEM_MUST_COPY);
+  response = MHD_create_response_from_buffer (len, (void *)body, MHD_RESPMEM_MUST_COPY);
   if (response == NULL) {
     context->queue_failed = true;
     return;
@@ -317,7 +322,7 @@ respond_common (gn_http_request *request, int status, const char *content_type,
     gn_warn ("a response header of %s %s was refused (invalid characters?)", request->method,
              request->path);
 
-  if (MHD_queue_response (request->connection, (unsigned) status, response) != MHD_YES) {
+  if (MHD_queue_response (request->connection, (unsigned)status, response) != MHD_YES) {
     gn_error ("cannot queue the %d answer to %s %s", status, request->method, request->path);
     context->queue_failed = true;
   }
@@ -325,8 +330,8 @@ respond_common (gn_http_request *request, int status, const char *content_type,
 }
 
 void
-gn_http_respond (gn_http_request *request, int status, const char *content_type,
-                 const char *body, size_t len)
+gn_http_respond (gn_http_request *request, int status, const char *content_type, const char *body,
+                 size_t len)
 {
   respond_common (request, status, content_type, body != NULL ? body : "", body ? len : 0);
 }
@@ -338,8 +343,7 @@ gn_http_respond_json (gn_http_request *request, int status, const char *json, si
 }
 
 static void
-respond_error_message (gn_http_request *request, int status, const char *code,
-                       const char *message)
+respond_error_message (gn_http_request *request, int status, const char *code, const char *message)
 {
   gn_arena *arena = request->arena;
   char *body;
@@ -358,8 +362,7 @@ respond_error_message (gn_http_request *request, int status, const char *code,
 }
 
 void
-gn_http_respond_error (gn_http_request *request, int status, const char *code, const char *fmt,
-                       ...)
+gn_http_respond_error (gn_http_request *request, int status, const char *code, const char *fmt, ...)
 {
   va_list ap;
   char *message;
@@ -451,8 +454,7 @@ check_bearer_token (request_context *context)
     request->user_id = gn_arena_strdup (request->arena, user_id);
     return;
   }
-  gn_http_add_header (request, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                      "Bearer error=\"invalid_token\"");
+  gn_http_add_header (request, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"");
   set_pending (context, 401, "invalid_token", "The access token is invalid or has expired");
 }
 
@@ -461,8 +463,8 @@ open_spool (request_context *context)
 {
   gn_http_request *request = &context->request;
 
-  context->spool_path = g_build_filename (context->server->spool_dir, "generia-upload-XXXXXX",
-                                          NULL);
+  context->spool_path
+      = g_build_filename (context->server->spool_dir, "generia-upload-XXXXXX", NULL);
   context->spool_fd = g_mkstemp_full (context->spool_path, O_RDWR | O_CLOEXEC, 0600);
   if (context->spool_fd < 0) {
     gn_error ("cannot create a spool file in %s: %s", context->server->spool_dir,
@@ -473,6 +475,23 @@ open_spool (request_context *context)
   }
   request->spool_path = context->spool_path;
   return true;
+}
+
+/* Closes and removes the spool file, if any: once the handler is done with it, or as soon as
+ * the body is refused, so disk space never waits for the answer to finish sending. */
+static void
+discard_spool (request_context *context)
+{
+  if (context->spool_fd >= 0) {
+    close (context->spool_fd);
+    context->spool_fd = -1;
+  }
+  if (context->spool_path != NULL) {
+    if (unlink (context->spool_path) != 0 && errno != ENOENT)
+      gn_warn ("cannot remove the spool file %s: %s", context->spool_path, g_strerror (errno));
+    g_clear_pointer (&context->spool_path, g_free);
+  }
+  context->request.spool_path = NULL;
 }
 
 static bool
@@ -489,7 +508,7 @@ spool_write (request_context *context, const char *data, size_t size)
       return false;
     }
     data += n;
-    size -= (size_t) n;
+    size -= (size_t)n;
   }
   return true;
 }
@@ -525,8 +544,10 @@ receive_body (request_context *context, const char *data, size_t size)
                  gn_arena_printf (request->arena,
                                   "The request body is larger than the limit of %zu bytes",
                                   context->limit));
-  if (context->pending_status != 0)
+  if (context->pending_status != 0) {
+    discard_spool (context);
     return;
+  }
 
   if (route->flags & GN_ROUTE_RAW_BODY && context->spool_fd < 0
       && request->body_len + size > context->server->spool_threshold) {
@@ -585,9 +606,9 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
   context->origin = allowed_origin (server, gn_http_header (request, "Origin"));
 
   query = strchr (context->target, '?');
-  request->path = query ? gn_arena_strndup (request->arena, context->target,
-                                            query - context->target)
-                        : context->target;
+  request->path = query
+                      ? gn_arena_strndup (request->arena, context->target, query - context->target)
+                      : context->target;
 
   if (strcmp (method, "OPTIONS") == 0
       && gn_http_header (request, "Access-Control-Request-Method") != NULL) {
@@ -598,8 +619,8 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
       set_pending (context, 404, "not_found", "Not found");
   } else {
     result = gn_router_match (server->router, method, request->path, request->arena,
-                              &request->route, request->params, &request->n_params,
-                              context->allow, sizeof context->allow);
+                              &request->route, request->params, &request->n_params, context->allow,
+                              sizeof context->allow);
     if (result == GN_ROUTE_NOT_FOUND) {
       set_pending (context, 404, "not_found", "Not found");
     } else if (result == GN_ROUTE_METHOD_NOT_ALLOWED) {
@@ -609,9 +630,8 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
     }
   }
 
-  context->limit = request->route != NULL && request->route->max_body > 0
-                       ? request->route->max_body
-                       : server->max_body;
+  context->limit = request->route != NULL && request->route->max_body > 0 ? request->route->max_body
+                                                                          : server->max_body;
   header = gn_http_header (request, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (header != NULL) {
     content_length = g_ascii_strtoll (header, NULL, 10);
@@ -621,9 +641,10 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
   if (header != NULL && g_ascii_strcasecmp (header, "identity") != 0)
     has_body = true;
 
-  if (content_length > 0 && (guint64) content_length > context->limit) {
+  if (content_length > 0 && (guint64)content_length > context->limit) {
     context->pending_status = 0;
     context->headers = NULL;
+    context->headers_tail = &context->headers;
     respond_error_message (request, 413, "payload_too_large",
                            gn_arena_printf (request->arena,
                                             "The request body is larger than the limit of %zu "
@@ -646,10 +667,10 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
 
   if (content_length > 0) {
     if (request->route->flags & GN_ROUTE_RAW_BODY
-        && (size_t) content_length > server->spool_threshold) {
+        && (size_t)content_length > server->spool_threshold) {
       open_spool (context);
     } else {
-      context->buffer_size = (size_t) content_length + 1;
+      context->buffer_size = (size_t)content_length + 1;
       context->buffer = gn_arena_alloc (request->arena, context->buffer_size);
     }
   }
@@ -664,14 +685,16 @@ finish_request (request_context *context)
   gn_log_set_service (context->server->name);
   gn_log_set_request_id (request->request_id);
 
+  if (context->pending_status != 0)
+    discard_spool (context);
   if (context->spool_fd >= 0) {
     close (context->spool_fd);
     context->spool_fd = -1;
   }
 
-  if (request->status != 0) {
-    /* Answered early (413): nothing more to do. */
-  } else if (context->pending_status != 0) {
+  if (request->status != 0) /* answered on the first call (413) */
+    return MHD_YES;
+  if (context->pending_status != 0) {
     respond_error_message (request, context->pending_status, context->pending_code,
                            context->pending_message);
   } else if (context->preflight) {
@@ -682,6 +705,7 @@ finish_request (request_context *context)
       request->body = context->buffer;
     }
     request->route->handler (request, request->route->data);
+    discard_spool (context);
     if (request->status == 0) {
       gn_error ("handler of %s %s answered nothing", request->method, request->route->name);
       gn_http_respond_error (request, 500, "internal_error", "Internal error");
@@ -691,9 +715,9 @@ finish_request (request_context *context)
 }
 
 static enum MHD_Result
-access_handler (void *cls, struct MHD_Connection *connection, const char *url,
-                const char *method, const char *version, const char *upload_data,
-                size_t *upload_data_size, void **con_cls)
+access_handler (void *cls, struct MHD_Connection *connection, const char *url, const char *method,
+                const char *version, const char *upload_data, size_t *upload_data_size,
+                void **con_cls)
 {
   request_context *context = *con_cls;
 
@@ -724,12 +748,13 @@ uri_log_callback (void *cls, const char *uri, struct MHD_Connection *connection)
   request_context *context = gn_arena_zalloc (arena, sizeof *context);
 
   context->request.arena = arena;
-  context->request.server_data = ((gn_http_server *) cls)->data;
+  context->request.server_data = ((gn_http_server *)cls)->data;
   context->server = cls;
   context->start_us = g_get_monotonic_time ();
   context->target = gn_arena_strdup (arena, uri);
   context->request.path = context->target;
   context->spool_fd = -1;
+  context->headers_tail = &context->headers;
   return context;
 }
 
@@ -748,13 +773,7 @@ request_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
   *con_cls = NULL;
   request = &context->request;
 
-  if (context->spool_fd >= 0)
-    close (context->spool_fd);
-  if (context->spool_path != NULL) {
-    if (unlink (context->spool_path) != 0 && errno != ENOENT)
-      gn_warn ("cannot remove the spool file %s: %s", context->spool_path, g_strerror (errno));
-    g_free (context->spool_path);
-  }
+  discard_spool (context);
 
   report.method = request->method != NULL ? request->method : "-";
   report.route = request->route != NULL ? request->route->name : "-";
@@ -763,7 +782,7 @@ request_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
                       ? request->status
                       : STATUS_CLIENT_CLOSED;
   report.bytes_out = report.status == STATUS_CLIENT_CLOSED ? 0 : context->bytes_out;
-  report.ms = (double) (g_get_monotonic_time () - context->start_us) / 1000.0;
+  report.ms = (double)(g_get_monotonic_time () - context->start_us) / 1000.0;
 
   kv = g_string_sized_new (160);
   g_string_append (kv, "method=");
@@ -795,14 +814,14 @@ unescape_query (void *cls, struct MHD_Connection *connection, char *s)
     if (*in == '+') {
       *out++ = ' ';
     } else if (*in == '%' && g_ascii_isxdigit (in[1]) && g_ascii_isxdigit (in[2])) {
-      *out++ = (char) (g_ascii_xdigit_value (in[1]) << 4 | g_ascii_xdigit_value (in[2]));
+      *out++ = (char)(g_ascii_xdigit_value (in[1]) << 4 | g_ascii_xdigit_value (in[2]));
       in += 2;
     } else {
       *out++ = *in;
     }
   }
   *out = '\0';
-  return (size_t) (out - s);
+  return (size_t)(out - s);
 }
 
 static void mhd_logger (void *cls, const char *fmt, va_list ap)
@@ -839,9 +858,21 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
   g_autoptr (GInetAddress) inet = NULL;
   g_autoptr (GSocketAddress) socket_address = NULL;
   struct sockaddr_storage native;
-  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
-  unsigned threads = options->threads > 0 ? (unsigned) options->threads
-                                          : 2 * g_get_num_processors ();
+  unsigned flags = MHD_USE_ERROR_LOG;
+  unsigned threads
+      = options->threads > 0 ? (unsigned)options->threads : 2 * g_get_num_processors ();
+  unsigned connection_limit
+      = options->max_connections > 0 ? (unsigned)options->max_connections : DEFAULT_MAX_CONNECTIONS;
+
+  /* Handlers that wait on an upstream call (the gateway's gRPC calls) get a thread per
+   * connection: in a shared epoll pool one waiting handler would stall every other connection
+   * of its thread.  Handlers that never wait (the CDN's sendfile) share the epoll pool. */
+  if (options->blocking_handlers)
+    flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+  else
+    flags |= MHD_USE_EPOLL_INTERNAL_THREAD;
+  unsigned timeout = options->connection_timeout_s > 0 ? (unsigned)options->connection_timeout_s
+                                                       : DEFAULT_CONNECTION_TIMEOUT_S;
 
   g_return_val_if_fail (options->router != NULL, NULL);
   g_return_val_if_fail (options->port >= 0 && options->port <= 65535, NULL);
@@ -852,7 +883,7 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
                  "%s: not an IP address to listen on", address);
     return NULL;
   }
-  socket_address = g_inet_socket_address_new (inet, (guint16) options->port);
+  socket_address = g_inet_socket_address_new (inet, (guint16)options->port);
   if (!g_socket_address_to_native (socket_address, &native, sizeof native, error))
     return NULL;
   if (g_inet_address_get_family (inet) == G_SOCKET_FAMILY_IPV6)
@@ -860,11 +891,10 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
 
   server = g_new0 (gn_http_server, 1);
   server->name = g_strdup (options->name != NULL ? options->name : "http");
-  server->spool_dir = g_strdup (options->spool_dir != NULL ? options->spool_dir
-                                                           : g_get_tmp_dir ());
+  server->spool_dir = g_strdup (options->spool_dir != NULL ? options->spool_dir : g_get_tmp_dir ());
   server->max_body = options->max_body > 0 ? options->max_body : DEFAULT_MAX_BODY;
-  server->spool_threshold = options->spool_threshold > 0 ? options->spool_threshold
-                                                         : DEFAULT_SPOOL_THRESHOLD;
+  server->spool_threshold
+      = options->spool_threshold > 0 ? options->spool_threshold : DEFAULT_SPOOL_THRESHOLD;
   if (options->cors_origins != NULL && options->cors_origins[0] != '\0') {
     server->cors_origins = g_strsplit (options->cors_origins, ",", -1);
     for (char **origin = server->cors_origins; *origin != NULL; origin++) {
@@ -881,18 +911,22 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
   server->data = options->data;
 
   last_mhd_error[0] = '\0';
+  /* One option per line reads better than what clang-format would make of it. */
+  /* clang-format off */
   server->daemon = MHD_start_daemon (
       flags, (uint16_t) options->port, NULL, NULL, access_handler, server,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &native,
-      MHD_OPTION_THREAD_POOL_SIZE, threads,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) CONNECTION_TIMEOUT_S,
+      MHD_OPTION_THREAD_POOL_SIZE, options->blocking_handlers ? 0u : threads,
+      MHD_OPTION_CONNECTION_LIMIT, connection_limit,
+      MHD_OPTION_CONNECTION_TIMEOUT, timeout,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONNECTION_MEMORY_LIMIT,
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) LISTEN_BACKLOG,
       MHD_OPTION_URI_LOG_CALLBACK, uri_log_callback, server,
       MHD_OPTION_NOTIFY_COMPLETED, request_completed, server,
       MHD_OPTION_UNESCAPE_CALLBACK, unescape_query, NULL,
       MHD_OPTION_END);
+  /* clang-format on */
   if (server->daemon == NULL) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s: cannot listen on %s port %d%s%s",
                  server->name, address, options->port, last_mhd_error[0] ? ": " : "",
@@ -906,8 +940,8 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
 int
 gn_http_server_port (gn_http_server *server)
 {
-  const union MHD_DaemonInfo *info = MHD_get_daemon_info (server->daemon,
-                                                          MHD_DAEMON_INFO_BIND_PORT);
+  const union MHD_DaemonInfo *info
+      = MHD_get_daemon_info (server->daemon, MHD_DAEMON_INFO_BIND_PORT);
 
   return info != NULL ? info->port : -1;
 }

@@ -71,6 +71,10 @@ typedef struct {
   gn_http_observer observer;
   void *observer_data;
   void *data; /* copied to request->server_data */
+  int connection_timeout_s; /* an idle or stalled connection is closed after this (default 60) */
+  bool blocking_handlers;   /* handlers wait on upstream calls: one thread per connection
+                             * instead of the epoll pool (`threads` is then unused) */
+  int max_connections;      /* concurrent connections (default 1024); more are refused */
 } gn_http_server_options;
 
 typedef struct gn_http_server gn_http_server;

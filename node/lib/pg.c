@@ -55,6 +55,13 @@ thread_conn_free (gpointer data)
 
 static GPrivate thread_conns_key = G_PRIVATE_INIT (thread_conns_free);
 
+/* Server notices ("relation already exists, skipping") go to the debug log, not stderr. */
+static void
+log_notice (void *data, const char *message)
+{
+  gn_debug ("PostgreSQL: %.*s", (int) strcspn (message, "\n"), message);
+}
+
 PGconn *
 gn_pg_connect (const char *dsn, GError **error)
 {
@@ -71,6 +78,7 @@ gn_pg_connect (const char *dsn, GError **error)
     PQfinish (conn);
     return NULL;
   }
+  PQsetNoticeProcessor (conn, log_notice, NULL);
   return conn;
 }
 

@@ -52,8 +52,8 @@ route_entry_free (gpointer data)
   for (size_t i = 0; i < entry->n_segments; i++)
     g_free (entry->segments[i].text);
   g_free (entry->segments);
-  g_free ((char *) entry->route.method);
-  g_free ((char *) entry->route.pattern);
+  g_free ((char *)entry->route.method);
+  g_free ((char *)entry->route.pattern);
   g_free (entry);
 }
 
@@ -126,8 +126,8 @@ count_params (const path_segment *parts, int n)
 }
 
 gn_route *
-gn_router_add (gn_router *router, const char *method, const char *pattern,
-               gn_http_handler handler, void *data, unsigned flags)
+gn_router_add (gn_router *router, const char *method, const char *pattern, gn_http_handler handler,
+               void *data, unsigned flags)
 {
   path_segment parts[MAX_SEGMENTS];
   route_entry *entry;
@@ -168,18 +168,6 @@ gn_router_add (gn_router *router, const char *method, const char *pattern,
   return &entry->route;
 }
 
-static int
-hex_value (char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Decodes seg into out (which has room for len + 1 bytes) if out is non-NULL; returns the
  * decoded length, or -1 if the segment is not acceptable as a parameter value. */
 static ssize_t
@@ -198,11 +186,11 @@ decode_param (const char *seg, size_t len, char *out)
 
       if (i + 2 >= len)
         return -1;
-      hi = hex_value (seg[i + 1]);
-      lo = hex_value (seg[i + 2]);
+      hi = g_ascii_xdigit_value (seg[i + 1]);
+      lo = g_ascii_xdigit_value (seg[i + 2]);
       if (hi < 0 || lo < 0)
         return -1;
-      c = (char) (hi << 4 | lo);
+      c = (char)(hi << 4 | lo);
       i += 2;
     }
     if (c == '/' || c == '\0')
@@ -217,13 +205,13 @@ decode_param (const char *seg, size_t len, char *out)
     return -1;
   if (out != NULL)
     out[n] = '\0';
-  return (ssize_t) n;
+  return (ssize_t)n;
 }
 
 static bool
 entry_matches_path (const route_entry *entry, const path_segment *parts, int n_parts)
 {
-  if ((size_t) n_parts != entry->n_segments)
+  if ((size_t)n_parts != entry->n_segments)
     return false;
   for (int i = 0; i < n_parts; i++) {
     const pattern_segment *seg = &entry->segments[i];
@@ -255,7 +243,7 @@ allow_append (char *allow, size_t allow_size, const char *method)
 
   while (*p != '\0') {
     const char *comma = strchr (p, ',');
-    size_t len = comma ? (size_t) (comma - p) : strlen (p);
+    size_t len = comma ? (size_t)(comma - p) : strlen (p);
 
     if (len == mlen && memcmp (p, method, mlen) == 0)
       return;
@@ -303,10 +291,9 @@ find_entry (const gn_router *router, const char *method, const path_segment *par
 }
 
 gn_route_result
-gn_router_match (const gn_router *router, const char *method, const char *path,
-                 gn_arena *arena, const gn_route **route,
-                 gn_route_param params[GN_ROUTE_MAX_PARAMS], size_t *n_params, char *allow,
-                 size_t allow_size)
+gn_router_match (const gn_router *router, const char *method, const char *path, gn_arena *arena,
+                 const gn_route **route, gn_route_param params[GN_ROUTE_MAX_PARAMS],
+                 size_t *n_params, char *allow, size_t allow_size)
 {
   path_segment parts[MAX_SEGMENTS];
   const route_entry *best;

@@ -1,0 +1,1031 @@
+/* test-http.c - the HTTP layer on a real libmicrohttpd server (127.0.0.1, port 0), driven by a
+ * real HTTP client (libsoup's synchronous API). */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
+
+#include "http.h"
+
+#define MAX_BODY 1024
+#define SPOOL_THRESHOLD (64 * 1024)
+#define UPLOAD_MAX (4 * 1024 * 1024)
+
+typedef struct {
+  gn_router *router;
+  gn_http_server *server;
+  char *spool_dir;
+  char *base;
+  SoupSession *session;
+} fixture;
+
+/* What the handlers saw, for the test thread to check (handlers run on server threads). */
+static GMutex seen_lock;
+static char *seen_spool_path;
+static gboolean seen_spool_existed;
+static gsize seen_spool_size;
+static char *error_message; /* answered by /error */
+static int reports_seen;
+static gn_http_report last_report;
+static char last_report_route[64];
+
+static void
+handle_echo (gn_http_request *request, void *data)
+{
+  if (request->body == NULL) {
+    gn_http_respond_json (request, 200, "null", 4);
+    return;
+  }
+  gn_http_respond_json (request, 200, request->body, request->body_len);
+}
+
+static void
+handle_whoami (gn_http_request *request, void *data)
+{
+  char *body = gn_arena_printf (request->arena, "{\"user\":%s}",
+                                gn_http_json_quote (request->arena, request->user_id));
+  gn_http_respond_json (request, 200, body, strlen (body));
+}
+
+static void
+handle_item (gn_http_request *request, void *data)
+{
+  gn_arena *arena = request->arena;
+  char *body = gn_arena_printf (arena, "{\"id\":%s,\"q\":%s}",
+                                gn_http_json_quote (arena, gn_http_param (request, "id")),
+                                gn_http_json_quote (arena, gn_http_query (request, "q")));
+  gn_http_add_header (request, "X-Item", "yes");
+  gn_http_respond_json (request, 200, body, strlen (body));
+}
+
+static void
+handle_error (gn_http_request *request, void *data)
+{
+  gn_http_respond_error (request, 409, "name_taken", "%s", error_message);
+}
+
+static void
+handle_nothing (gn_http_request *request, void *data)
+{
+}
+
+static void
+handle_upload (gn_http_request *request, void *data)
+{
+  GStatBuf st;
+  char *body;
+
+  g_mutex_lock (&seen_lock);
+  g_free (seen_spool_path);
+  seen_spool_path = g_strdup (request->spool_path);
+  seen_spool_existed = request->spool_path != NULL && g_stat (request->spool_path, &st) == 0
+                       && (st.st_mode & 0777) == 0600;
+  seen_spool_size = seen_spool_existed ? (gsize)st.st_size : 0;
+  g_mutex_unlock (&seen_lock);
+
+  body = gn_arena_printf (request->arena, "{\"spooled\":%s,\"size\":%zu,\"in_memory\":%zu}",
+                          request->spool_path ? "true" : "false", request->body_len,
+                          request->body ? strlen (request->body) : 0);
+  gn_http_respond_json (request, 201, body, strlen (body));
+}
+
+static bool
+authenticate (void *data, const char *token, char user_id[64])
+{
+  if (strcmp (token, "good-token") != 0)
+    return false;
+  g_strlcpy (user_id, "user-42", 64);
+  return true;
+}
+
+static void
+observe (void *data, const gn_http_report *report)
+{
+  g_mutex_lock (&seen_lock);
+  reports_seen++;
+  last_report = *report;
+  g_strlcpy (last_report_route, report->route, sizeof last_report_route);
+  last_report.route = last_report_route;
+  last_report.method = NULL;
+  last_report.request_id = NULL;
+  g_mutex_unlock (&seen_lock);
+}
+
+static void
+fixture_setup (fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  gn_route *route;
+
+  f->router = gn_router_new ();
+  gn_router_add (f->router, "POST", "/echo", handle_echo, NULL, 0);
+  gn_router_add (f->router, "GET", "/whoami", handle_whoami, NULL, GN_ROUTE_AUTH_REQUIRED);
+  gn_router_add (f->router, "GET", "/maybe", handle_whoami, NULL, GN_ROUTE_AUTH_OPTIONAL);
+  gn_router_add (f->router, "GET", "/items/{id}", handle_item, NULL, 0);
+  gn_router_add (f->router, "GET", "/error", handle_error, NULL, 0);
+  gn_router_add (f->router, "GET", "/nothing", handle_nothing, NULL, 0);
+  route = gn_router_add (f->router, "POST", "/small", handle_echo, NULL, 0);
+  route->max_body = 16;
+  route
+      = gn_router_add (f->router, "PUT", "/upload/{name}", handle_upload, NULL, GN_ROUTE_RAW_BODY);
+  route->max_body = UPLOAD_MAX;
+
+  f->spool_dir = g_dir_make_tmp ("test-http-spool-XXXXXX", &error);
+  g_assert_no_error (error);
+
+  gn_http_server_options options = {
+    .name = "test",
+    .address = "127.0.0.1",
+    .port = 0,
+    .threads = 2,
+    .max_body = MAX_BODY,
+    .spool_threshold = SPOOL_THRESHOLD,
+    .spool_dir = f->spool_dir,
+    .cors_origins = "https://app.example, https://other.example",
+    .router = f->router,
+    .authenticate = authenticate,
+    .observer = observe,
+    .connection_timeout_s = GPOINTER_TO_INT (data),
+  };
+  f->server = gn_http_server_start (&options, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (f->server);
+  g_assert_cmpint (gn_http_server_port (f->server), >, 0);
+  f->base = g_strdup_printf ("http://127.0.0.1:%d", gn_http_server_port (f->server));
+  f->session = soup_session_new ();
+}
+
+static gboolean
+dir_is_empty (const char *path)
+{
+  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
+
+  return dir != NULL && g_dir_read_name (dir) == NULL;
+}
+
+static void
+fixture_teardown (fixture *f, gconstpointer data)
+{
+  g_object_unref (f->session);
+  gn_http_server_stop (f->server);
+  gn_router_free (f->router);
+  g_assert_true (dir_is_empty (f->spool_dir));
+  g_rmdir (f->spool_dir);
+  g_free (f->spool_dir);
+  g_free (f->base);
+  g_clear_pointer (&seen_spool_path, g_free);
+}
+
+typedef struct {
+  SoupMessage *msg;
+  GBytes *body;
+} reply;
+
+static void
+reply_clear (reply *r)
+{
+  g_clear_object (&r->msg);
+  g_clear_pointer (&r->body, g_bytes_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (reply, reply_clear)
+
+static SoupMessage *
+new_message (fixture *f, const char *method, const char *path)
+{
+  g_autofree char *uri = g_strconcat (f->base, path, NULL);
+  SoupMessage *msg = soup_message_new (method, uri);
+
+  g_assert_nonnull (msg);
+  return msg;
+}
+
+static void
+send_message (fixture *f, SoupMessage *msg, reply *r)
+{
+  g_autoptr (GError) error = NULL;
+
+  /* libsoup opens a new connection for non-idempotent requests unless told they are safe to
+   * send on a kept-alive one: say so, so that every test exercises keep-alive. */
+  soup_message_add_flags (msg, SOUP_MESSAGE_IDEMPOTENT);
+  r->msg = msg;
+  r->body = soup_session_send_and_read (f->session, msg, NULL, &error);
+  g_assert_no_error (error);
+}
+
+static int
+status_of (reply *r)
+{
+  return (int)soup_message_get_status (r->msg);
+}
+
+static const char *
+header_of (reply *r, const char *name)
+{
+  return soup_message_headers_get_one (soup_message_get_response_headers (r->msg), name);
+}
+
+/* The body as a string (replies here are small text). */
+static char *
+text_of (reply *r)
+{
+  gsize len;
+  const char *data = g_bytes_get_data (r->body, &len);
+
+  return g_strndup (data, len);
+}
+
+static JsonObject *
+json_of (reply *r, JsonParser **parser)
+{
+  g_autoptr (GError) error = NULL;
+  gsize len;
+  const char *data = g_bytes_get_data (r->body, &len);
+
+  *parser = json_parser_new ();
+  json_parser_load_from_data (*parser, data, (gssize)len, &error);
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (json_parser_get_root (*parser)));
+  return json_node_get_object (json_parser_get_root (*parser));
+}
+
+static void
+do_get (fixture *f, const char *path, reply *r)
+{
+  send_message (f, new_message (f, "GET", path), r);
+}
+
+static void
+do_post (fixture *f, const char *path, const char *content_type, const char *body, reply *r)
+{
+  SoupMessage *msg = new_message (f, "POST", path);
+  g_autoptr (GBytes) bytes = g_bytes_new (body, strlen (body));
+
+  soup_message_set_request_body_from_bytes (msg, content_type, bytes);
+  send_message (f, msg, r);
+}
+
+static void
+test_json_echo (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  g_autofree char *text = NULL;
+
+  do_post (f, "/echo", "application/json", "{\"caption\":\"h\\u00e9llo\",\"n\":[1,2]}", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  g_assert_cmpstr (header_of (&r, "Content-Type"), ==, "application/json");
+  text = text_of (&r);
+  g_assert_cmpstr (text, ==, "{\"caption\":\"h\\u00e9llo\",\"n\":[1,2]}");
+
+  /* Any JSON media type is fine, parameters included. */
+  reply_clear (&r);
+  do_post (f, "/echo", "application/merge-patch+json; charset=utf-8", "{}", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  reply_clear (&r);
+  do_post (f, "/echo", "Application/JSON;charset=UTF-8", "[]", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+
+  /* No body at all: the handler sees NULL. */
+  reply_clear (&r);
+  send_message (f, new_message (f, "POST", "/echo"), &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  g_free (text);
+  text = text_of (&r);
+  g_assert_cmpstr (text, ==, "null");
+}
+
+static void
+test_params_query_and_headers (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  g_autoptr (JsonParser) parser = NULL;
+  JsonObject *object;
+
+  do_get (f, "/items/a%20b%C3%A9?q=x+y%21&other=1", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  g_assert_cmpstr (header_of (&r, "X-Item"), ==, "yes");
+  object = json_of (&r, &parser);
+  g_assert_cmpstr (json_object_get_string_member (object, "id"), ==, "a b\xc3\xa9");
+  g_assert_cmpstr (json_object_get_string_member (object, "q"), ==, "x y!");
+
+  /* A parameter that decodes to a path separator does not match anything. */
+  reply_clear (&r);
+  do_get (f, "/items/a%2Fb", &r);
+  g_assert_cmpint (status_of (&r), ==, 404);
+
+  /* HEAD runs the GET route and gets no body. */
+  reply_clear (&r);
+  send_message (f, new_message (f, "HEAD", "/items/7"), &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  g_assert_cmpuint (g_bytes_get_size (r.body), ==, 0);
+  g_assert_cmpstr (header_of (&r, "X-Item"), ==, "yes");
+}
+
+static void
+test_not_found_and_method (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  g_autofree char *text = NULL;
+
+  do_get (f, "/nope", &r);
+  g_assert_cmpint (status_of (&r), ==, 404);
+  g_assert_cmpstr (header_of (&r, "Content-Type"), ==, "text/plain; charset=utf-8");
+  text = text_of (&r);
+  g_assert_cmpstr (text, ==, "Not found\n");
+
+  reply_clear (&r);
+  send_message (f, new_message (f, "DELETE", "/echo"), &r);
+  g_assert_cmpint (status_of (&r), ==, 405);
+  g_assert_cmpstr (header_of (&r, "Allow"), ==, "POST");
+
+  reply_clear (&r);
+  do_post (f, "/items/1", "application/json", "{}", &r);
+  g_assert_cmpint (status_of (&r), ==, 405);
+  g_assert_cmpstr (header_of (&r, "Allow"), ==, "GET, HEAD");
+
+  /* A 404 with a body, on a kept-alive connection, still answers the next request. */
+  reply_clear (&r);
+  do_post (f, "/nope", "application/json", "{\"x\":1}", &r);
+  g_assert_cmpint (status_of (&r), ==, 404);
+  reply_clear (&r);
+  do_get (f, "/items/1", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+}
+
+static void
+test_handler_answering_nothing (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  g_autofree char *text = NULL;
+
+  do_get (f, "/nothing", &r);
+  g_assert_cmpint (status_of (&r), ==, 500);
+  text = text_of (&r);
+  g_assert_cmpstr (text, ==, "Internal error\n");
+}
+
+static void
+test_too_large_by_length (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  g_autoptr (JsonParser) parser = NULL;
+  g_autofree char *big = g_strnfill (MAX_BODY + 1, 'a');
+  g_autofree char *fits = g_strnfill (MAX_BODY, 'a');
+  SoupMessage *msg;
+
+  msg = new_message (f, "POST", "/echo");
+  soup_message_headers_append (soup_message_get_request_headers (msg), "Accept",
+                               "application/problem+json");
+  {
+    g_autoptr (GBytes) bytes = g_bytes_new (big, strlen (big));
+    soup_message_set_request_body_from_bytes (msg, "application/json", bytes);
+  }
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 413);
+  g_assert_cmpstr (json_object_get_string_member (json_of (&r, &parser), "code"), ==,
+                   "payload_too_large");
+
+  /* The route's own limit applies, not the server's. */
+  reply_clear (&r);
+  do_post (f, "/small", "application/json", "\"0123456789abcdef\"", &r);
+  g_assert_cmpint (status_of (&r), ==, 413);
+  reply_clear (&r);
+  do_post (f, "/small", "application/json", "\"0123456789abcd\"", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  /* Exactly at the limit is fine. */
+  fits[0] = fits[MAX_BODY - 1] = '"';
+  reply_clear (&r);
+  do_post (f, "/echo", "application/json", fits, &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  g_assert_cmpuint (g_bytes_get_size (r.body), ==, MAX_BODY);
+}
+
+static void
+test_too_large_chunked (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  g_autofree char *text = NULL;
+  gsize size = 3 * 1024 * 1024;
+  char *big = g_malloc (size);
+  g_autoptr (GInputStream) stream = NULL;
+  SoupMessage *msg;
+
+  memset (big, ' ', size);
+  big[0] = '[';
+  big[size - 1] = ']';
+  stream = g_memory_input_stream_new_from_data (big, (gssize)size, g_free);
+
+  /* Length -1: libsoup sends the body chunked, so only counting the bytes can catch it. */
+  msg = new_message (f, "POST", "/echo");
+  soup_message_set_request_body (msg, "application/json", stream, -1);
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 413);
+  text = text_of (&r);
+  g_assert_cmpstr (text, ==, "The request body is larger than the limit of 1024 bytes\n");
+
+  /* The rest of the body was read and thrown away: the connection serves the next one. */
+  {
+    guint64 connection = soup_message_get_connection_id (r.msg);
+
+    reply_clear (&r);
+    do_get (f, "/items/1", &r);
+    g_assert_cmpint (status_of (&r), ==, 200);
+    g_assert_cmpuint (soup_message_get_connection_id (r.msg), ==, connection);
+  }
+}
+
+static void
+test_wrong_content_type (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  g_autoptr (JsonParser) parser = NULL;
+  SoupMessage *msg;
+
+  do_post (f, "/echo", "text/plain", "{}", &r);
+  g_assert_cmpint (status_of (&r), ==, 415);
+
+  reply_clear (&r);
+  do_post (f, "/echo", "application/jsonx", "{}", &r);
+  g_assert_cmpint (status_of (&r), ==, 415);
+
+  reply_clear (&r);
+  msg = new_message (f, "POST", "/echo");
+  soup_message_headers_append (soup_message_get_request_headers (msg), "Accept",
+                               "application/problem+json");
+  {
+    g_autoptr (GBytes) bytes = g_bytes_new_static ("a=1", 3);
+    soup_message_set_request_body_from_bytes (msg, "application/x-www-form-urlencoded", bytes);
+  }
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 415);
+  g_assert_cmpstr (json_object_get_string_member (json_of (&r, &parser), "code"), ==,
+                   "unsupported_media_type");
+}
+
+static void
+get_with_token (fixture *f, const char *path, const char *authorization, reply *r)
+{
+  SoupMessage *msg = new_message (f, "GET", path);
+
+  if (authorization != NULL)
+    soup_message_headers_append (soup_message_get_request_headers (msg), "Authorization",
+                                 authorization);
+  soup_message_headers_append (soup_message_get_request_headers (msg), "Accept",
+                               "application/problem+json");
+  send_message (f, msg, r);
+}
+
+static void
+test_auth (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  g_autoptr (JsonParser) parser = NULL;
+
+  get_with_token (f, "/whoami", NULL, &r);
+  g_assert_cmpint (status_of (&r), ==, 401);
+  g_assert_cmpstr (header_of (&r, "WWW-Authenticate"), ==, "Bearer");
+  g_assert_cmpstr (json_object_get_string_member (json_of (&r, &parser), "code"), ==,
+                   "unauthorized");
+
+  reply_clear (&r);
+  g_clear_object (&parser);
+  get_with_token (f, "/whoami", "Bearer bad-token", &r);
+  g_assert_cmpint (status_of (&r), ==, 401);
+  g_assert_true (g_str_has_prefix (header_of (&r, "WWW-Authenticate"), "Bearer"));
+  g_assert_cmpstr (json_object_get_string_member (json_of (&r, &parser), "code"), ==,
+                   "invalid_token");
+
+  reply_clear (&r);
+  get_with_token (f, "/whoami", "Basic Zm9vOmJhcg==", &r);
+  g_assert_cmpint (status_of (&r), ==, 401);
+
+  reply_clear (&r);
+  g_clear_object (&parser);
+  get_with_token (f, "/whoami", "Bearer good-token", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  g_assert_cmpstr (json_object_get_string_member (json_of (&r, &parser), "user"), ==, "user-42");
+
+  /* The scheme is case-insensitive. */
+  reply_clear (&r);
+  get_with_token (f, "/whoami", "bearer good-token", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+
+  /* Optional: anonymous is fine, a valid token is used, an invalid one is refused. */
+  reply_clear (&r);
+  g_clear_object (&parser);
+  get_with_token (f, "/maybe", NULL, &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  g_assert_true (json_object_get_null_member (json_of (&r, &parser), "user"));
+  reply_clear (&r);
+  g_clear_object (&parser);
+  get_with_token (f, "/maybe", "Bearer good-token", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  g_assert_cmpstr (json_object_get_string_member (json_of (&r, &parser), "user"), ==, "user-42");
+  reply_clear (&r);
+  g_clear_object (&parser);
+  get_with_token (f, "/maybe", "Bearer expired", &r);
+  g_assert_cmpint (status_of (&r), ==, 401);
+  g_assert_cmpstr (json_object_get_string_member (json_of (&r, &parser), "code"), ==,
+                   "invalid_token");
+
+  /* Routes without auth flags ignore the header. */
+  reply_clear (&r);
+  get_with_token (f, "/items/1", "Bearer bad-token", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+}
+
+static void
+test_cors (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  SoupMessage *msg;
+  SoupMessageHeaders *headers;
+
+  msg = new_message (f, "OPTIONS", "/echo");
+  headers = soup_message_get_request_headers (msg);
+  soup_message_headers_append (headers, "Origin", "https://app.example");
+  soup_message_headers_append (headers, "Access-Control-Request-Method", "POST");
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 204);
+  g_assert_cmpstr (header_of (&r, "Access-Control-Allow-Origin"), ==, "https://app.example");
+  g_assert_cmpstr (header_of (&r, "Vary"), ==, "Origin");
+  g_assert_cmpstr (header_of (&r, "Access-Control-Allow-Methods"), ==, "POST");
+  g_assert_cmpstr (header_of (&r, "Access-Control-Allow-Headers"), ==,
+                   "Authorization, Content-Type, Accept, X-Request-Id");
+  g_assert_cmpstr (header_of (&r, "Access-Control-Max-Age"), ==, "600");
+  g_assert_nonnull (header_of (&r, "X-Request-Id"));
+
+  /* Requested headers are echoed; the GET route lists HEAD too. */
+  reply_clear (&r);
+  msg = new_message (f, "OPTIONS", "/items/5");
+  headers = soup_message_get_request_headers (msg);
+  soup_message_headers_append (headers, "Origin", "https://other.example");
+  soup_message_headers_append (headers, "Access-Control-Request-Method", "GET");
+  soup_message_headers_append (headers, "Access-Control-Request-Headers",
+                               "authorization, x-custom");
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 204);
+  g_assert_cmpstr (header_of (&r, "Access-Control-Allow-Origin"), ==, "https://other.example");
+  g_assert_cmpstr (header_of (&r, "Access-Control-Allow-Methods"), ==, "GET, HEAD");
+  g_assert_cmpstr (header_of (&r, "Access-Control-Allow-Headers"), ==, "authorization, x-custom");
+
+  /* Unknown path: 404.  Unknown origin: no CORS headers. */
+  reply_clear (&r);
+  msg = new_message (f, "OPTIONS", "/nope");
+  headers = soup_message_get_request_headers (msg);
+  soup_message_headers_append (headers, "Origin", "https://app.example");
+  soup_message_headers_append (headers, "Access-Control-Request-Method", "GET");
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 404);
+
+  reply_clear (&r);
+  msg = new_message (f, "OPTIONS", "/echo");
+  headers = soup_message_get_request_headers (msg);
+  soup_message_headers_append (headers, "Origin", "https://evil.example");
+  soup_message_headers_append (headers, "Access-Control-Request-Method", "POST");
+  send_message (f, msg, &r);
+  g_assert_null (header_of (&r, "Access-Control-Allow-Origin"));
+  g_assert_null (header_of (&r, "Access-Control-Allow-Methods"));
+
+  /* Normal answers, errors included, carry Allow-Origin for allowed origins only. */
+  reply_clear (&r);
+  msg = new_message (f, "GET", "/items/1");
+  soup_message_headers_append (soup_message_get_request_headers (msg), "Origin",
+                               "https://app.example");
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  g_assert_cmpstr (header_of (&r, "Access-Control-Allow-Origin"), ==, "https://app.example");
+  g_assert_cmpstr (header_of (&r, "Access-Control-Expose-Headers"), ==, "X-Request-Id");
+
+  reply_clear (&r);
+  msg = new_message (f, "GET", "/whoami");
+  soup_message_headers_append (soup_message_get_request_headers (msg), "Origin",
+                               "https://app.example");
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 401);
+  g_assert_cmpstr (header_of (&r, "Access-Control-Allow-Origin"), ==, "https://app.example");
+
+  reply_clear (&r);
+  msg = new_message (f, "GET", "/items/1");
+  soup_message_headers_append (soup_message_get_request_headers (msg), "Origin",
+                               "https://evil.example");
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  g_assert_null (header_of (&r, "Access-Control-Allow-Origin"));
+  g_assert_null (header_of (&r, "Access-Control-Expose-Headers"));
+
+  /* OPTIONS without Access-Control-Request-Method is not a preflight: routed as usual. */
+  reply_clear (&r);
+  send_message (f, new_message (f, "OPTIONS", "/echo"), &r);
+  g_assert_cmpint (status_of (&r), ==, 405);
+}
+
+static void
+test_cors_any_origin (void)
+{
+  g_autoptr (GError) error = NULL;
+  gn_router *router = gn_router_new ();
+  gn_http_server_options options = {
+    .address = "127.0.0.1",
+    .cors_origins = "*",
+    .router = router,
+  };
+  gn_http_server *server;
+  g_autoptr (SoupSession) session = soup_session_new ();
+  g_autofree char *uri = NULL;
+  g_autoptr (SoupMessage) msg = NULL;
+  g_autoptr (GBytes) body = NULL;
+  SoupMessageHeaders *headers;
+
+  gn_router_add (router, "GET", "/items/{id}", handle_item, NULL, 0);
+  server = gn_http_server_start (&options, &error);
+  g_assert_no_error (error);
+  uri = g_strdup_printf ("http://127.0.0.1:%d/items/1", gn_http_server_port (server));
+  msg = soup_message_new ("OPTIONS", uri);
+  headers = soup_message_get_request_headers (msg);
+  soup_message_headers_append (headers, "Origin", "http://localhost:5173");
+  soup_message_headers_append (headers, "Access-Control-Request-Method", "GET");
+  body = soup_session_send_and_read (session, msg, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (soup_message_get_status (msg), ==, 204);
+  g_assert_cmpstr (soup_message_headers_get_one (soup_message_get_response_headers (msg),
+                                                 "Access-Control-Allow-Origin"),
+                   ==, "http://localhost:5173");
+
+  gn_http_server_stop (server);
+  gn_router_free (router);
+}
+
+static void
+test_error_formats (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  g_autoptr (JsonParser) parser = NULL;
+  g_autofree char *text = NULL;
+  JsonObject *object;
+  SoupMessage *msg;
+
+  do_get (f, "/nope", &r);
+  g_assert_cmpstr (header_of (&r, "Content-Type"), ==, "text/plain; charset=utf-8");
+
+  reply_clear (&r);
+  msg = new_message (f, "GET", "/nope");
+  soup_message_headers_append (soup_message_get_request_headers (msg), "Accept",
+                               "application/json, application/problem+json;q=0.9");
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 404);
+  g_assert_cmpstr (header_of (&r, "Content-Type"), ==, "application/problem+json");
+  object = json_of (&r, &parser);
+  g_assert_cmpstr (json_object_get_string_member (object, "type"), ==, "about:blank");
+  g_assert_cmpstr (json_object_get_string_member (object, "title"), ==, "Not Found");
+  g_assert_cmpint (json_object_get_int_member (object, "status"), ==, 404);
+  g_assert_cmpstr (json_object_get_string_member (object, "detail"), ==, "Not found");
+  g_assert_cmpstr (json_object_get_string_member (object, "code"), ==, "not_found");
+  g_assert_cmpuint (json_object_get_size (object), ==, 5);
+
+  /* Accept: application/json alone is not a request for problem documents. */
+  reply_clear (&r);
+  msg = new_message (f, "GET", "/nope");
+  soup_message_headers_append (soup_message_get_request_headers (msg), "Accept",
+                               "application/json");
+  send_message (f, msg, &r);
+  text = text_of (&r);
+  g_assert_cmpstr (text, ==, "Not found\n");
+
+  reply_clear (&r);
+  g_clear_object (&parser);
+  msg = new_message (f, "DELETE", "/items/3");
+  soup_message_headers_append (soup_message_get_request_headers (msg), "Accept",
+                               "application/problem+json");
+  send_message (f, msg, &r);
+  g_assert_cmpint (status_of (&r), ==, 405);
+  object = json_of (&r, &parser);
+  g_assert_cmpstr (json_object_get_string_member (object, "code"), ==, "method_not_allowed");
+  g_assert_cmpstr (json_object_get_string_member (object, "title"), ==, "Method Not Allowed");
+}
+
+static void
+test_error_escaping (fixture *f, gconstpointer data)
+{
+  static const struct {
+    const char *message;
+    const char *expected; /* NULL: the same as message */
+  } cases[] = {
+    { "plain", NULL },
+    { "say \"hi\" \\ back\\", NULL },
+    { "line\nbreak\ttab\r\x01\x1f\x7f end", NULL },
+    { "caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80", NULL },
+    { "bad \xff byte \xc3", "bad \xef\xbf\xbd byte \xef\xbf\xbd" },
+    { "</script><b>{\"json\":1}", NULL },
+    { "", NULL },
+  };
+
+  for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_auto (reply) r = { 0 };
+    g_autoptr (JsonParser) parser = NULL;
+    g_autofree char *text = NULL;
+    g_autofree char *expected_text = NULL;
+    JsonObject *object;
+    SoupMessage *msg;
+
+    g_free (error_message);
+    error_message = g_strdup (cases[i].message);
+
+    msg = new_message (f, "GET", "/error");
+    soup_message_headers_append (soup_message_get_request_headers (msg), "Accept",
+                                 "application/problem+json");
+    send_message (f, msg, &r);
+    g_assert_cmpint (status_of (&r), ==, 409);
+    object = json_of (&r, &parser);
+    g_assert_cmpstr (json_object_get_string_member (object, "detail"), ==,
+                     cases[i].expected ? cases[i].expected : cases[i].message);
+    g_assert_cmpstr (json_object_get_string_member (object, "code"), ==, "name_taken");
+    g_assert_cmpstr (json_object_get_string_member (object, "title"), ==, "Conflict");
+
+    /* Plain text passes the message through as is. */
+    reply_clear (&r);
+    do_get (f, "/error", &r);
+    g_assert_cmpint (status_of (&r), ==, 409);
+    text = text_of (&r);
+    expected_text = g_strconcat (cases[i].message, "\n", NULL);
+    g_assert_cmpstr (text, ==, expected_text);
+  }
+  g_clear_pointer (&error_message, g_free);
+}
+
+static void
+test_json_quote (void)
+{
+  gn_arena *arena = gn_arena_new ();
+
+  g_assert_cmpstr (gn_http_json_quote (arena, NULL), ==, "null");
+  g_assert_cmpstr (gn_http_json_quote (arena, ""), ==, "\"\"");
+  g_assert_cmpstr (gn_http_json_quote (arena, "a\"b\\c/d"), ==, "\"a\\\"b\\\\c/d\"");
+  g_assert_cmpstr (gn_http_json_quote (arena, "\n\r\t\b\x01\x7f"), ==,
+                   "\"\\n\\r\\t\\u0008\\u0001\\u007f\"");
+  g_assert_cmpstr (gn_http_json_quote (arena, "\xc3\xa9\xf0\x9f\x98\x80"), ==,
+                   "\"\xc3\xa9\xf0\x9f\x98\x80\"");
+  g_assert_cmpstr (gn_http_json_quote (arena, "x\xc0\xafy\xed\xa0\x80z"), ==,
+                   "\"x\\ufffd\\ufffdy\\ufffd\\ufffd\\ufffdz\"");
+  gn_arena_free (arena);
+
+  g_assert_cmpstr (gn_http_status_title (404), ==, "Not Found");
+  g_assert_cmpstr (gn_http_status_title (409), ==, "Conflict");
+  g_assert_cmpstr (gn_http_status_title (799), ==, "Unknown Status");
+}
+
+static void
+test_request_id (fixture *f, gconstpointer data)
+{
+  static const struct {
+    const char *sent;
+    gboolean kept;
+  } cases[] = {
+    { "abc-123_x.Y", TRUE },
+    { "0123456789012345678901234567890123456789012345678901234567890123", TRUE },   /* 64 */
+    { "01234567890123456789012345678901234567890123456789012345678901234", FALSE }, /* 65 */
+    { "bad id", FALSE },
+    { "evil\"quote", FALSE },
+    { "a/b", FALSE },
+  };
+
+  for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_auto (reply) r = { 0 };
+    SoupMessage *msg = new_message (f, i % 2 ? "GET" : "DELETE", "/items/1");
+
+    soup_message_headers_append (soup_message_get_request_headers (msg), "X-Request-Id",
+                                 cases[i].sent);
+    send_message (f, msg, &r);
+    if (cases[i].kept)
+      g_assert_cmpstr (header_of (&r, "X-Request-Id"), ==, cases[i].sent);
+    else
+      g_assert_true (g_uuid_string_is_valid (header_of (&r, "X-Request-Id")));
+  }
+
+  /* Without one, each request gets a fresh UUID. */
+  {
+    g_auto (reply) a = { 0 };
+    g_auto (reply) b = { 0 };
+
+    do_get (f, "/items/1", &a);
+    do_get (f, "/nope", &b);
+    g_assert_true (g_uuid_string_is_valid (header_of (&a, "X-Request-Id")));
+    g_assert_true (g_uuid_string_is_valid (header_of (&b, "X-Request-Id")));
+    g_assert_cmpstr (header_of (&a, "X-Request-Id"), !=, header_of (&b, "X-Request-Id"));
+  }
+}
+
+static void
+test_keep_alive (fixture *f, gconstpointer data)
+{
+  g_auto (reply) first = { 0 };
+  g_auto (reply) second = { 0 };
+  g_auto (reply) third = { 0 };
+
+  do_get (f, "/items/1", &first);
+  do_post (f, "/echo", "application/json", "{}", &second);
+  do_get (f, "/nope", &third);
+  g_assert_cmpint (status_of (&first), ==, 200);
+  g_assert_cmpint (status_of (&second), ==, 200);
+  g_assert_cmpint (status_of (&third), ==, 404);
+  g_assert_null (header_of (&first, "Connection"));
+  g_assert_null (header_of (&second, "Connection"));
+  g_assert_cmpuint (soup_message_get_connection_id (first.msg), !=, 0);
+  g_assert_cmpuint (soup_message_get_connection_id (first.msg), ==,
+                    soup_message_get_connection_id (second.msg));
+  g_assert_cmpuint (soup_message_get_connection_id (first.msg), ==,
+                    soup_message_get_connection_id (third.msg));
+}
+
+static void
+put_upload (fixture *f, const char *path, gsize size, gboolean chunked, reply *r)
+{
+  SoupMessage *msg = new_message (f, "PUT", path);
+  char *data = g_malloc (size);
+  g_autoptr (GInputStream) stream = NULL;
+
+  for (gsize i = 0; i < size; i++)
+    data[i] = (char)('a' + i % 26);
+  stream = g_memory_input_stream_new_from_data (data, (gssize)size, g_free);
+  soup_message_set_request_body (msg, "image/jpeg", stream, chunked ? -1 : (gssize)size);
+  send_message (f, msg, r);
+}
+
+static void
+test_spool (fixture *f, gconstpointer data)
+{
+  const struct {
+    gsize size;
+    gboolean chunked;
+    gboolean spooled;
+  } cases[] = {
+    { 1000, FALSE, FALSE },
+    { SPOOL_THRESHOLD, TRUE, FALSE },
+    { 3 * SPOOL_THRESHOLD + 7, FALSE, TRUE },
+    { 3 * SPOOL_THRESHOLD + 7, TRUE, TRUE },
+  };
+
+  for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_auto (reply) r = { 0 };
+    g_autoptr (JsonParser) parser = NULL;
+    JsonObject *object;
+
+    g_test_message ("upload of %zu bytes, chunked %d", cases[i].size, cases[i].chunked);
+    put_upload (f, "/upload/photo.jpg", cases[i].size, cases[i].chunked, &r);
+    g_assert_cmpint (status_of (&r), ==, 201);
+    object = json_of (&r, &parser);
+    g_assert_cmpint (json_object_get_boolean_member (object, "spooled"), ==, cases[i].spooled);
+    g_assert_cmpint (json_object_get_int_member (object, "size"), ==, cases[i].size);
+
+    g_mutex_lock (&seen_lock);
+    if (cases[i].spooled) {
+      /* The handler saw a private file in the spool folder, with the whole body in it... */
+      g_assert_true (g_str_has_prefix (seen_spool_path, f->spool_dir));
+      g_assert_true (seen_spool_existed);
+      g_assert_cmpuint (seen_spool_size, ==, cases[i].size);
+      g_assert_cmpint (json_object_get_int_member (object, "in_memory"), ==, 0);
+    } else {
+      g_assert_null (seen_spool_path);
+      g_assert_cmpint (json_object_get_int_member (object, "in_memory"), ==, cases[i].size);
+    }
+    g_mutex_unlock (&seen_lock);
+
+    /* ...which is gone by the time the answer arrives. */
+    g_assert_true (dir_is_empty (f->spool_dir));
+  }
+
+  /* Over the route's limit: 413, nothing left behind. */
+  {
+    g_auto (reply) r = { 0 };
+
+    put_upload (f, "/upload/huge.jpg", UPLOAD_MAX + 1, TRUE, &r);
+    g_assert_cmpint (status_of (&r), ==, 413);
+    g_assert_true (dir_is_empty (f->spool_dir));
+  }
+}
+
+/* A client that sends half a large upload and hangs up: the spool file must not stay.
+ * libmicrohttpd may only notice the hang-up at the connection timeout (see http.c), so this
+ * server's timeout is one second and the test waits up to five. */
+static void
+test_spool_aborted_upload (fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketConnection) connection = NULL;
+  GOutputStream *out;
+  g_autofree char *head = NULL;
+  g_autofree char *chunk = g_strnfill (2 * SPOOL_THRESHOLD, 'x');
+  gboolean appeared = FALSE;
+
+  connection = g_socket_client_connect_to_host (
+      client, "127.0.0.1", (guint16)gn_http_server_port (f->server), NULL, &error);
+  g_assert_no_error (error);
+  out = g_io_stream_get_output_stream (G_IO_STREAM (connection));
+  head = g_strdup_printf ("PUT /upload/partial.jpg HTTP/1.1\r\nHost: test\r\n"
+                          "Content-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n",
+                          UPLOAD_MAX);
+  g_output_stream_write_all (out, head, strlen (head), NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_output_stream_write_all (out, chunk, strlen (chunk), NULL, NULL, &error);
+  g_assert_no_error (error);
+  for (int tries = 0; tries < 200 && !appeared; tries++) {
+    appeared = !dir_is_empty (f->spool_dir);
+    if (!appeared)
+      g_usleep (10 * 1000);
+  }
+  g_assert_true (appeared);
+
+  g_io_stream_close (G_IO_STREAM (connection), NULL, &error);
+  g_assert_no_error (error);
+  for (int tries = 0; tries < 500 && !dir_is_empty (f->spool_dir); tries++)
+    g_usleep (10 * 1000);
+  g_assert_true (dir_is_empty (f->spool_dir));
+}
+
+static void
+test_observer (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  int before;
+
+  g_mutex_lock (&seen_lock);
+  before = reports_seen;
+  g_mutex_unlock (&seen_lock);
+
+  do_get (f, "/items/9", &r);
+  g_assert_cmpint (status_of (&r), ==, 200);
+  /* The report follows the answer, on the server's thread. */
+  for (int tries = 0; tries < 200; tries++) {
+    g_mutex_lock (&seen_lock);
+    if (reports_seen > before) {
+      g_assert_cmpint (last_report.status, ==, 200);
+      g_assert_cmpstr (last_report.route, ==, "/items/{id}");
+      g_assert_cmpuint (last_report.bytes_out, ==, g_bytes_get_size (r.body));
+      g_assert_cmpfloat (last_report.ms, >=, 0.0);
+      g_mutex_unlock (&seen_lock);
+      return;
+    }
+    g_mutex_unlock (&seen_lock);
+    g_usleep (10 * 1000);
+  }
+  g_assert_not_reached ();
+}
+
+static void
+test_listen_errors (void)
+{
+  g_autoptr (GError) error = NULL;
+  gn_router *router = gn_router_new ();
+  gn_http_server_options options = { .address = "not-an-address", .router = router };
+  gn_http_server *first, *second;
+
+  g_assert_null (gn_http_server_start (&options, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+
+  /* A port in use is an error, not a crash. */
+  options.address = "127.0.0.1";
+  first = gn_http_server_start (&options, &error);
+  g_assert_no_error (error);
+  options.port = gn_http_server_port (first);
+  second = gn_http_server_start (&options, &error);
+  g_assert_null (second);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_FAILED);
+  gn_http_server_stop (first);
+  gn_router_free (router);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+#define ADD(path, fn) g_test_add (path, fixture, NULL, fixture_setup, fn, fixture_teardown)
+  ADD ("/http/json-echo", test_json_echo);
+  ADD ("/http/params-query-headers", test_params_query_and_headers);
+  ADD ("/http/not-found-and-method", test_not_found_and_method);
+  ADD ("/http/handler-answering-nothing", test_handler_answering_nothing);
+  ADD ("/http/too-large/content-length", test_too_large_by_length);
+  ADD ("/http/too-large/chunked", test_too_large_chunked);
+  ADD ("/http/wrong-content-type", test_wrong_content_type);
+  ADD ("/http/auth", test_auth);
+  ADD ("/http/cors", test_cors);
+  ADD ("/http/error-formats", test_error_formats);
+  ADD ("/http/error-escaping", test_error_escaping);
+  ADD ("/http/request-id", test_request_id);
+  ADD ("/http/keep-alive", test_keep_alive);
+  ADD ("/http/spool", test_spool);
+  ADD ("/http/observer", test_observer);
+#undef ADD
+  g_test_add ("/http/spool-aborted-upload", fixture, GINT_TO_POINTER (1), fixture_setup,
+              test_spool_aborted_upload, fixture_teardown);
+  g_test_add_func ("/http/cors-any-origin", test_cors_any_origin);
+  g_test_add_func ("/http/json-quote", test_json_quote);
+  g_test_add_func ("/http/listen-errors", test_listen_errors);
+
+  return g_test_run ();
+}
