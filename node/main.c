@@ -22,6 +22,7 @@
 #include "embedded.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
 #include "rpc.h"
 #include "service.h"
 #include "token.h"
@@ -271,6 +272,7 @@ node_start_services (node *n, GError **error)
   };
   n->rpc = gn_rpc_server_new (&options);
   gn_rpc_server_set_authenticator (n->rpc, verify_bearer, &n->key);
+  gn_rpc_server_set_observer (n->rpc, gn_metrics_observe_rpc, NULL);
   gn_service_env env = node_env (n);
   GHashTable *addresses = g_hash_table_new (g_str_hash, g_str_equal);
   gboolean ok = FALSE;

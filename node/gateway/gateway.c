@@ -12,6 +12,7 @@
 #include "auth.pb-c.h"
 #include "errors.h"
 #include "log.h"
+#include "metrics.h"
 
 struct gn_gateway {
   gn_gateway_context context;
@@ -112,6 +113,14 @@ gn_gateway_format_time (int64_t us, char buf[32])
 }
 
 static void
+handle_metrics (gn_http_request *request, void *data)
+{
+  size_t len = 0;
+  g_autofree char *text = gn_metrics_render (&len);
+  gn_http_respond (request, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+static void
 handle_health (gn_http_request *request, void *data)
 {
   static const char body[] = "{\"status\":\"ok\"}";
@@ -202,6 +211,7 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
   gateway->router = gn_router_new ();
   gn_router_add (gateway->router, "GET", "/health", handle_health, NULL, 0);
   gn_router_add (gateway->router, "GET", "/ready", handle_ready, &gateway->context, 0);
+  gn_router_add (gateway->router, "GET", "/metrics", handle_metrics, NULL, 0);
   gn_gateway_add_auth_routes (gateway->router, &gateway->context);
 
   gn_http_server_options options = {
@@ -217,6 +227,7 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
     .router = gateway->router,
     .authenticate = authenticate,
     .auth_data = (void *) key,
+    .observer = gn_metrics_observe_http,
     .data = &gateway->context,
   };
   gateway->server = gn_http_server_start (&options, error);
