@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""test-summary - counts the results of a `meson test` run from its testlog.json.
+
+    tools/test-summary.py [_build/meson-logs/testlog.json]
+
+Prints one line per suite and the failed tests, and ends with exactly one line
+`N passed, N failed` (`, N skipped` appended when some were skipped) for CI to read.
+
+Counting: a test that speaks TAP counts each of its "ok" / "not ok" lines ("# SKIP" ones as
+skipped, "not ok ... # TODO" too: an expected failure); a TAP test that crashed, timed out or
+failed without a "not ok" line adds one failure; a test without TAP lines counts as one.
+Exits 1 if anything failed or no test ran, else 0.
+"""
+
+import json
+import re
+import sys
+from collections import OrderedDict
+
+TAP_LINE = re.compile(r"^(not ok|ok)\b(.*)$")
+SKIP_DIRECTIVE = re.compile(r"#\s*skip", re.IGNORECASE)
+TODO_DIRECTIVE = re.compile(r"#\s*todo", re.IGNORECASE)
+FAILING_RESULTS = {"FAIL", "ERROR", "TIMEOUT", "UNEXPECTEDPASS"}
+
+
+def suite_of(entry):
+    """The first suite a test belongs to: "generia:unit+node / config" -> "unit"."""
+    suites = entry.get("suite")
+    if suites:
+        return suites[0].split(":", 1)[-1]
+    project_and_suites = entry["name"].split(" / ", 1)[0]
+    return project_and_suites.split(":", 1)[-1].split("+")[0] or "default"
+
+
+def count(entry):
+    """Returns (passed, failed, skipped) for one test."""
+    passed = failed = skipped = 0
+    for line in (entry.get("stdout") or "").splitlines():
+        match = TAP_LINE.match(line)
+        if not match:
+            continue
+        status, rest = match.groups()
+        if SKIP_DIRECTIVE.search(rest):
+            skipped += 1
+        elif status == "ok":
+            passed += 1
+        elif TODO_DIRECTIVE.search(rest):
+            skipped += 1
+        else:
+            failed += 1
+
+    result = entry.get("result", "ERROR")
+    if result in FAILING_RESULTS and failed == 0:
+        failed = 1
+    elif passed + failed + skipped == 0:
+        if result == "SKIP":
+            skipped = 1
+        else:
+            passed = 1
+    return passed, failed, skipped
+
+
+def main():
+    path = sys.argv[1] if len(sys.argv) > 1 else "_build/meson-logs/testlog.json"
+    try:
+        with open(path, encoding="utf-8") as log:
+            entries = [json.loads(line) for line in log if line.strip()]
+    except FileNotFoundError:
+        print(f"test-summary: {path} not found: no test ran")
+        print("0 passed, 1 failed")
+        return 1
+
+    suites = OrderedDict()
+    failures = []
+    for entry in entries:
+        passed, failed, skipped = count(entry)
+        totals = suites.setdefault(suite_of(entry), [0, 0, 0, 0])
+        totals[0] += 1
+        totals[1] += passed
+        totals[2] += failed
+        totals[3] += skipped
+        if failed:
+            failures.append(f"  {entry['name']}: {entry.get('result')}, {failed} failed")
+
+    print(f"{'suite':<14} {'tests':>6} {'passed':>7} {'failed':>7} {'skipped':>8}")
+    for name, (tests, passed, failed, skipped) in suites.items():
+        print(f"{name:<14} {tests:>6} {passed:>7} {failed:>7} {skipped:>8}")
+    if failures:
+        print("failed:")
+        print("\n".join(failures))
+    print(f"log: {path.replace('.json', '.txt')}")
+
+    passed = sum(totals[1] for totals in suites.values())
+    failed = sum(totals[2] for totals in suites.values())
+    skipped = sum(totals[3] for totals in suites.values())
+    if passed + failed == 0:
+        failed = 1  # a run that ran nothing must not look green
+    line = f"{passed} passed, {failed} failed"
+    if skipped:
+        line += f", {skipped} skipped"
+    print(line)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
