@@ -82,10 +82,9 @@ parse_cli (int *argc, char ***argv, const char *command, cli_options *cli, GErro
       "Print the effective configuration and exit", NULL },
     { NULL },
   };
-  g_autofree char *summary = g_strdup_printf ("generia-node %s: %s", command,
-                                              strcmp (command, "serve") == 0
-                                                  ? "run Generia's services"
-                                                  : "apply database migrations");
+  g_autofree char *summary = g_strdup_printf (
+      "generia-node %s: %s", command,
+      strcmp (command, "serve") == 0 ? "run Generia's services" : "apply database migrations");
   g_autoptr (GOptionContext) context = g_option_context_new (NULL);
   g_option_context_set_summary (context, summary);
   g_option_context_add_main_entries (context, entries, NULL);
@@ -130,7 +129,8 @@ build_config (const cli_options *cli, GError **error)
     if (!gn_config_set (config, "gateway.port", port, error))
       goto fail;
   }
-  if (cli->database_url != NULL && !gn_config_set (config, "database.url", cli->database_url, error))
+  if (cli->database_url != NULL
+      && !gn_config_set (config, "database.url", cli->database_url, error))
     goto fail;
   if (cli->redis_url != NULL && !gn_config_set (config, "redis.url", cli->redis_url, error))
     goto fail;
@@ -143,7 +143,7 @@ build_config (const cli_options *cli, GError **error)
                    "--set %s: expected SECTION.KEY=VALUE", *setting);
       goto fail;
     }
-    g_autofree char *key = g_strndup (*setting, (gsize) (eq - *setting));
+    g_autofree char *key = g_strndup (*setting, (gsize)(eq - *setting));
     if (!gn_config_set (config, key, eq + 1, error))
       goto fail;
   }
@@ -207,10 +207,10 @@ static gboolean
 node_start_storage (node *n, gboolean ephemeral, GError **error)
 {
   const gn_config *config = n->config;
-  gboolean need_pg = runs_backend (config) && (config->database_url == NULL
-                                               || config->database_url[0] == '\0');
-  gboolean need_redis = runs_backend (config) && (config->redis_url == NULL
-                                                  || config->redis_url[0] == '\0');
+  gboolean need_pg
+      = runs_backend (config) && (config->database_url == NULL || config->database_url[0] == '\0');
+  gboolean need_redis
+      = runs_backend (config) && (config->redis_url == NULL || config->redis_url[0] == '\0');
   if (need_pg || need_redis) {
     gn_embedded_options options = {
       .data_dir = config->data_dir,
@@ -224,8 +224,8 @@ node_start_storage (node *n, gboolean ephemeral, GError **error)
     if (n->embedded == NULL)
       return FALSE;
   }
-  n->database_url = g_strdup (need_pg ? gn_embedded_database_url (n->embedded)
-                                      : config->database_url);
+  n->database_url
+      = g_strdup (need_pg ? gn_embedded_database_url (n->embedded) : config->database_url);
   n->redis_url = g_strdup (need_redis ? gn_embedded_redis_url (n->embedded) : config->redis_url);
   return TRUE;
 }
@@ -233,7 +233,7 @@ node_start_storage (node *n, gboolean ephemeral, GError **error)
 static gn_service_env
 node_env (node *n)
 {
-  return (gn_service_env) {
+  return (gn_service_env){
     .config = n->config,
     .database_url = n->database_url,
     .redis_url = n->redis_url,
@@ -291,7 +291,7 @@ node_start_services (node *n, GError **error)
   while (g_hash_table_iter_next (&iter, &address, NULL)) {
     if (!gn_rpc_server_listen (n->rpc, address, NULL, error))
       goto done;
-    gn_info ("gRPC services listening on %s", (const char *) address);
+    gn_info ("gRPC services listening on %s", (const char *)address);
   }
   ok = gn_rpc_server_start (n->rpc, error);
 done:

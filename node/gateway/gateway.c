@@ -56,7 +56,7 @@ gn_gateway_parse_object (gn_http_request *request, JsonObject **object)
   }
   JsonParser *parser = json_parser_new_immutable ();
   g_autoptr (GError) error = NULL;
-  if (!json_parser_load_from_data (parser, request->body, (gssize) request->body_len, &error)) {
+  if (!json_parser_load_from_data (parser, request->body, (gssize)request->body_len, &error)) {
     gn_http_respond_error (request, 400, "invalid_json", "the body is not valid JSON: %s",
                            error->message);
     g_object_unref (parser);
@@ -145,10 +145,10 @@ probe_service (gpointer data)
   ProtobufCMessage *response = NULL;
   gn_rpc_status status;
   gn_rpc_call_options options = { .request_id = probe->request_id, .timeout_ms = 2000 };
-  grpc_status_code code = gn_rpc_unary (probe->client, probe->descriptor, "HealthCheck",
-                                        &req.base, &response, arena, &options, &status);
+  grpc_status_code code = gn_rpc_unary (probe->client, probe->descriptor, "HealthCheck", &req.base,
+                                        &response, arena, &options, &status);
   if (code == GRPC_STATUS_OK) {
-    Generia__Common__V1__HealthCheckResponse *health = (void *) response;
+    Generia__Common__V1__HealthCheckResponse *health = (void *)response;
     probe->serving
         = health->status == GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
     g_strlcpy (probe->detail, probe->serving ? "serving" : health->detail, sizeof probe->detail);
@@ -169,7 +169,7 @@ handle_ready (gn_http_request *request, void *data)
   GThread *threads[N];
 
   for (size_t i = 0; i < N; i++) {
-    probes[i] = (ready_probe) {
+    probes[i] = (ready_probe){
       .client = context->clients[ready_dependencies[i].id],
       .descriptor = ready_dependencies[i].descriptor,
       .request_id = request->request_id,
@@ -226,7 +226,7 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
     .cors_origins = config->cors_origins,
     .router = gateway->router,
     .authenticate = authenticate,
-    .auth_data = (void *) key,
+    .auth_data = (void *)key,
     .observer = gn_metrics_observe_http,
     .data = &gateway->context,
   };

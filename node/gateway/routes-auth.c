@@ -107,14 +107,14 @@ handle_register (gn_http_request *request, void *data)
                            "username, email and password are required");
     return;
   }
-  req.username = (char *) username;
-  req.email = (char *) email;
-  req.password = (char *) password;
-  req.client_name = (char *) user_agent (request);
+  req.username = (char *)username;
+  req.email = (char *)email;
+  req.password = (char *)password;
+  req.client_name = (char *)user_agent (request);
 
   ProtobufCMessage *response = NULL;
   if (call_auth (request, data, "Register", &req.base, &response))
-    respond_session (request, 201, (Generia__Auth__V1__Session *) response, TRUE);
+    respond_session (request, 201, (Generia__Auth__V1__Session *)response, TRUE);
 }
 
 static void
@@ -135,26 +135,26 @@ handle_login (gn_http_request *request, void *data)
                            "email_or_username and password are required");
     return;
   }
-  req.email_or_username = (char *) identifier;
-  req.password = (char *) password;
-  req.client_name = (char *) user_agent (request);
+  req.email_or_username = (char *)identifier;
+  req.password = (char *)password;
+  req.client_name = (char *)user_agent (request);
 
   ProtobufCMessage *response = NULL;
   if (call_auth (request, data, "Login", &req.base, &response))
-    respond_session (request, 200, (Generia__Auth__V1__Session *) response, TRUE);
+    respond_session (request, 200, (Generia__Auth__V1__Session *)response, TRUE);
 }
 
 static void
 handle_me (gn_http_request *request, void *data)
 {
   Generia__Auth__V1__GetUserInfoRequest req = GENERIA__AUTH__V1__GET_USER_INFO_REQUEST__INIT;
-  req.user_id = (char *) request->user_id;
+  req.user_id = (char *)request->user_id;
   ProtobufCMessage *response = NULL;
   if (!call_auth (request, data, "GetUserInfo", &req.base, &response))
     return;
   g_autoptr (JsonBuilder) builder = json_builder_new ();
   json_builder_begin_object (builder);
-  add_user_members (builder, (Generia__Auth__V1__User *) response);
+  add_user_members (builder, (Generia__Auth__V1__User *)response);
   json_builder_end_object (builder);
   gn_gateway_respond_builder (request, 200, builder);
 }
@@ -181,10 +181,10 @@ handle_refresh (gn_http_request *request, void *data)
   if (token == NULL || token[0] == '\0')
     return;
   Generia__Auth__V1__RefreshTokenRequest req = GENERIA__AUTH__V1__REFRESH_TOKEN_REQUEST__INIT;
-  req.refresh_token = (char *) token;
+  req.refresh_token = (char *)token;
   ProtobufCMessage *response = NULL;
   if (call_auth (request, data, "RefreshToken", &req.base, &response))
-    respond_session (request, 200, (Generia__Auth__V1__Session *) response, FALSE);
+    respond_session (request, 200, (Generia__Auth__V1__Session *)response, FALSE);
 }
 
 static void
@@ -198,7 +198,7 @@ handle_logout (gn_http_request *request, void *data)
   if (token == NULL || token[0] == '\0')
     return;
   Generia__Auth__V1__LogoutRequest req = GENERIA__AUTH__V1__LOGOUT_REQUEST__INIT;
-  req.refresh_token = (char *) token;
+  req.refresh_token = (char *)token;
   ProtobufCMessage *response = NULL;
   if (!call_auth (request, data, "Logout", &req.base, &response))
     return;
@@ -221,8 +221,8 @@ gn_gateway_add_auth_routes (gn_router *router, gn_gateway_context *context)
     { "POST", "/api/v1/auth/logout", handle_logout, 0 },
   };
   for (size_t i = 0; i < G_N_ELEMENTS (routes); i++) {
-    gn_route *route = gn_router_add (router, routes[i].method, routes[i].pattern,
-                                     routes[i].handler, context, routes[i].flags);
+    gn_route *route = gn_router_add (router, routes[i].method, routes[i].pattern, routes[i].handler,
+                                     context, routes[i].flags);
     route->max_body = AUTH_MAX_BODY;
   }
 }

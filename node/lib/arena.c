@@ -19,7 +19,7 @@ typedef struct arena_block {
   struct arena_block *next;
   size_t size; /* usable bytes in data[] */
   size_t used;
-  _Alignas (ARENA_ALIGN) unsigned char data[];
+  _Alignas(ARENA_ALIGN) unsigned char data[];
 } arena_block;
 
 struct gn_arena {
@@ -95,7 +95,7 @@ gn_arena_reset (gn_arena *arena)
 void *
 gn_arena_alloc (gn_arena *arena, size_t size)
 {
-  size_t rounded = (size + ARENA_ALIGN - 1) & ~(size_t) (ARENA_ALIGN - 1);
+  size_t rounded = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
   if (rounded == 0)
     rounded = ARENA_ALIGN;
   arena_block *head = arena->head;
@@ -157,8 +157,8 @@ gn_arena_vprintf (gn_arena *arena, const char *fmt, va_list ap)
   va_end (copy);
   if (n < 0)
     return gn_arena_strdup (arena, "");
-  char *out = gn_arena_alloc (arena, (size_t) n + 1);
-  vsnprintf (out, (size_t) n + 1, fmt, ap);
+  char *out = gn_arena_alloc (arena, (size_t)n + 1);
+  vsnprintf (out, (size_t)n + 1, fmt, ap);
   return out;
 }
 

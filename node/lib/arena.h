@@ -24,7 +24,8 @@ void *gn_arena_alloc (gn_arena *arena, size_t size); /* 16-byte aligned, never N
 void *gn_arena_zalloc (gn_arena *arena, size_t size);
 char *gn_arena_strdup (gn_arena *arena, const char *s); /* NULL stays NULL */
 char *gn_arena_strndup (gn_arena *arena, const char *s, size_t n);
-char *gn_arena_printf (gn_arena *arena, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+char *gn_arena_printf (gn_arena *arena, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
 char *gn_arena_vprintf (gn_arena *arena, const char *fmt, va_list ap);
 
 /* Total bytes handed out since creation or the last reset. */

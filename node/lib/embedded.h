@@ -18,9 +18,9 @@ typedef struct gn_embedded gn_embedded;
 
 typedef struct {
   const char *data_dir;
-  bool postgres;   /* start PostgreSQL */
-  bool redis;      /* start Redis */
-  bool ephemeral;  /* tests: fsync off, Redis without persistence */
+  bool postgres;  /* start PostgreSQL */
+  bool redis;     /* start Redis */
+  bool ephemeral; /* tests: fsync off, Redis without persistence */
 } gn_embedded_options;
 
 gn_embedded *gn_embedded_start (const gn_embedded_options *options, GError **error);

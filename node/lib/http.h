@@ -34,9 +34,9 @@ struct gn_http_request {
   size_t n_params;
   const char *body; /* NUL-terminated, body_len bytes; NULL if no body */
   size_t body_len;
-  const char *spool_path; /* set instead of body for large bodies of GN_ROUTE_RAW_BODY routes
-                           * (body_len is then the file's size); removed when the request ends */
-  char request_id[65]; /* the client's X-Request-Id (<= 64 safe characters) or a UUID */
+  const char *spool_path;    /* set instead of body for large bodies of GN_ROUTE_RAW_BODY routes
+                              * (body_len is then the file's size); removed when the request ends */
+  char request_id[65];       /* the client's X-Request-Id (<= 64 safe characters) or a UUID */
   const char *authorization; /* raw header value, NULL if absent */
   const char *user_id;       /* verified bearer token's subject, or NULL */
   bool problem_json;         /* the client asked for application/problem+json errors */
@@ -57,11 +57,11 @@ typedef struct {
 typedef void (*gn_http_observer) (void *data, const gn_http_report *report);
 
 typedef struct {
-  const char *name;    /* "gateway" or "cdn": log service name */
-  const char *address; /* bind address, default "0.0.0.0" */
-  int port;            /* 0 picks one (see gn_http_server_port) */
-  int threads;         /* libmicrohttpd pool size; default 2 * cores */
-  size_t max_body;     /* default body limit, bytes (default 1 MiB) */
+  const char *name;       /* "gateway" or "cdn": log service name */
+  const char *address;    /* bind address, default "0.0.0.0" */
+  int port;               /* 0 picks one (see gn_http_server_port) */
+  int threads;            /* libmicrohttpd pool size; default 2 * cores */
+  size_t max_body;        /* default body limit, bytes (default 1 MiB) */
   size_t spool_threshold; /* RAW_BODY bodies larger than this go to a temp file (default 256 KiB) */
   const char *spool_dir;  /* for those files (default g_get_tmp_dir) */
   const char *cors_origins; /* comma-separated; "*" = any */
@@ -70,7 +70,7 @@ typedef struct {
   void *auth_data;
   gn_http_observer observer;
   void *observer_data;
-  void *data; /* copied to request->server_data */
+  void *data;               /* copied to request->server_data */
   int connection_timeout_s; /* an idle or stalled connection is closed after this (default 60) */
   bool blocking_handlers;   /* handlers wait on upstream calls: one thread per connection
                              * instead of the epoll pool (`threads` is then unused) */
@@ -96,8 +96,8 @@ void gn_http_respond_json (gn_http_request *request, int status, const char *jso
 void gn_http_add_header (gn_http_request *request, const char *name, const char *value);
 /* code: stable machine word ("username_taken"); message: shown to people.  Plain text
  * "message\n" by default, problem+json {type,title,status,detail,code} when asked for. */
-void gn_http_respond_error (gn_http_request *request, int status, const char *code,
-                            const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+void gn_http_respond_error (gn_http_request *request, int status, const char *code, const char *fmt,
+                            ...) __attribute__ ((format (printf, 4, 5)));
 
 /* The reason phrase for a status ("Not Found"). */
 const char *gn_http_status_title (int status);

@@ -33,13 +33,13 @@ gn_log_level_parse (const char *name)
 void
 gn_log_set_level (gn_log_level level)
 {
-  atomic_store (&min_level, (int) level);
+  atomic_store (&min_level, (int)level);
 }
 
 gn_log_level
 gn_log_get_level (void)
 {
-  return (gn_log_level) atomic_load (&min_level);
+  return (gn_log_level)atomic_load (&min_level);
 }
 
 static void
@@ -78,21 +78,21 @@ gn_log_request_id (void)
 static void
 append_escaped (char *buf, size_t size, size_t *len, const char *src)
 {
-  for (const unsigned char *p = (const unsigned char *) src; *p != '\0'; p++) {
+  for (const unsigned char *p = (const unsigned char *)src; *p != '\0'; p++) {
     char tmp[8];
     const char *piece = tmp;
     size_t piece_len;
     if (*p == '"' || *p == '\\') {
       tmp[0] = '\\';
-      tmp[1] = (char) *p;
+      tmp[1] = (char)*p;
       piece_len = 2;
     } else if (*p == '\n') {
       piece = "\\n";
       piece_len = 2;
     } else if (*p < 0x20 || *p == 0x7f) {
-      piece_len = (size_t) snprintf (tmp, sizeof tmp, "\\x%02x", *p);
+      piece_len = (size_t)snprintf (tmp, sizeof tmp, "\\x%02x", *p);
     } else {
-      tmp[0] = (char) *p;
+      tmp[0] = (char)*p;
       piece_len = 1;
     }
     if (*len + piece_len >= size)
@@ -105,7 +105,7 @@ append_escaped (char *buf, size_t size, size_t *len, const char *src)
 static void
 emit (gn_log_level level, const char *kv, const char *fmt, va_list ap)
 {
-  if ((int) level < atomic_load (&min_level))
+  if ((int)level < atomic_load (&min_level))
     return;
 
   char message[2048];
@@ -117,15 +117,14 @@ emit (gn_log_level level, const char *kv, const char *fmt, va_list ap)
   gmtime_r (&tv.tv_sec, &tm);
 
   char line[4096];
-  size_t len = (size_t) snprintf (line, sizeof line,
-                                  "time=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s",
-                                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                  tm.tm_min, tm.tm_sec, (int) (tv.tv_usec / 1000),
-                                  level_names[level]);
+  size_t len
+      = (size_t)snprintf (line, sizeof line, "time=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s",
+                          tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                          tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level]);
   if (thread_service[0] != '\0')
-    len += (size_t) snprintf (line + len, sizeof line - len, " service=%s", thread_service);
+    len += (size_t)snprintf (line + len, sizeof line - len, " service=%s", thread_service);
   if (thread_request_id[0] != '\0' && len < sizeof line)
-    len += (size_t) snprintf (line + len, sizeof line - len, " req=%s", thread_request_id);
+    len += (size_t)snprintf (line + len, sizeof line - len, " req=%s", thread_request_id);
   if (len < sizeof line - 8) {
     memcpy (line + len, " msg=\"", 6);
     len += 6;
@@ -133,12 +132,12 @@ emit (gn_log_level level, const char *kv, const char *fmt, va_list ap)
     line[len++] = '"';
   }
   if (kv != NULL && kv[0] != '\0' && len < sizeof line - 2)
-    len += (size_t) snprintf (line + len, sizeof line - len, " %s", kv);
+    len += (size_t)snprintf (line + len, sizeof line - len, " %s", kv);
   if (len > sizeof line - 2)
     len = sizeof line - 2;
   line[len++] = '\n';
   ssize_t written = write (STDERR_FILENO, line, len);
-  (void) written;
+  (void)written;
 }
 
 void

@@ -12,8 +12,8 @@
 #include <unistd.h>
 #include <glib.h>
 
-static const double buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                  0.1,    0.25,  0.5,    1,     2.5,  5,    10 };
+static const double buckets[]
+    = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
 #define N_BUCKETS G_N_ELEMENTS (buckets)
 
 typedef struct {
@@ -128,7 +128,7 @@ gn_metrics_observe_rpc (void *data, const gn_rpc_call_report *report)
 static gint
 compare_keys (gconstpointer a, gconstpointer b)
 {
-  return strcmp (*(const char *const *) a, *(const char *const *) b);
+  return strcmp (*(const char *const *)a, *(const char *const *)b);
 }
 
 /* Keys sorted, so the output is stable between scrapes. */
@@ -153,7 +153,7 @@ render_counter (GString *out, const char *name, const char *help, GHashTable *ta
   for (guint i = 0; i < keys->len; i++) {
     const guint64 *value = g_hash_table_lookup (table, keys->pdata[i]);
     g_string_append_printf (out, "%s{%s} %" G_GUINT64_FORMAT "\n", name,
-                            (const char *) keys->pdata[i], *value);
+                            (const char *)keys->pdata[i], *value);
   }
 }
 
@@ -168,11 +168,11 @@ render_histogram (GString *out, const char *name, const char *help, GHashTable *
     guint64 cumulative = 0;
     for (size_t b = 0; b < N_BUCKETS; b++) {
       cumulative += h->counts[b];
-      g_string_append_printf (out, "%s_bucket{%s,le=\"%g\"} %" G_GUINT64_FORMAT "\n", name,
-                              labels, buckets[b], cumulative);
+      g_string_append_printf (out, "%s_bucket{%s,le=\"%g\"} %" G_GUINT64_FORMAT "\n", name, labels,
+                              buckets[b], cumulative);
     }
-    g_string_append_printf (out, "%s_bucket{%s,le=\"+Inf\"} %" G_GUINT64_FORMAT "\n", name,
-                            labels, h->count);
+    g_string_append_printf (out, "%s_bucket{%s,le=\"+Inf\"} %" G_GUINT64_FORMAT "\n", name, labels,
+                            h->count);
     g_string_append_printf (out, "%s_sum{%s} %.6f\n", name, labels, h->sum);
     g_string_append_printf (out, "%s_count{%s} %" G_GUINT64_FORMAT "\n", name, labels, h->count);
   }
@@ -210,7 +210,7 @@ gn_metrics_render (size_t *len)
                   rpc_calls);
   render_histogram (out, "generia_rpc_server_handling_seconds",
                     "Time a gRPC call waited for a worker plus ran its handler.", rpc_durations);
-  double started = start_time_us / (double) G_USEC_PER_SEC;
+  double started = start_time_us / (double)G_USEC_PER_SEC;
   g_mutex_unlock (&lock);
   g_string_append_printf (out,
                           "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"

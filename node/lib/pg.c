@@ -19,7 +19,7 @@
 
 #include "log.h"
 
-G_DEFINE_QUARK (gn-pg-error-quark, gn_pg_error)
+G_DEFINE_QUARK (gn - pg - error - quark, gn_pg_error)
 
 typedef struct {
   char *dsn;
@@ -59,17 +59,17 @@ static GPrivate thread_conns_key = G_PRIVATE_INIT (thread_conns_free);
 static void
 log_notice (void *data, const char *message)
 {
-  gn_debug ("PostgreSQL: %.*s", (int) strcspn (message, "\n"), message);
+  gn_debug ("PostgreSQL: %.*s", (int)strcspn (message, "\n"), message);
 }
 
 PGconn *
 gn_pg_connect (const char *dsn, GError **error)
 {
   /* dsn is expanded first; the settings after it apply on top. */
-  const char *const keywords[] = { "dbname", "application_name", "options", "connect_timeout",
-                                   NULL };
-  const char *const values[] = { dsn, "generia-node", "-c TimeZone=UTC -c DateStyle=ISO,YMD",
-                                 "10", NULL };
+  const char *const keywords[]
+      = { "dbname", "application_name", "options", "connect_timeout", NULL };
+  const char *const values[]
+      = { dsn, "generia-node", "-c TimeZone=UTC -c DateStyle=ISO,YMD", "10", NULL };
   PGconn *conn = PQconnectdbParams (keywords, values, 1);
   if (conn == NULL || PQstatus (conn) != CONNECTION_OK) {
     g_autofree char *message = g_strdup (conn != NULL ? PQerrorMessage (conn) : "out of memory");
@@ -149,8 +149,7 @@ check_result (PGconn *conn, PGresult *result, GError **error)
 }
 
 PGresult *
-gn_pg_exec (PGconn *conn, GError **error, const char *sql, int n_params,
-            const char *const *params)
+gn_pg_exec (PGconn *conn, GError **error, const char *sql, int n_params, const char *const *params)
 {
   thread_conn *tc = thread_conn_lookup (conn);
   if (tc == NULL)
@@ -262,8 +261,8 @@ gn_pg_migrate (PGconn *conn, const char *service, const gn_migration *migrations
 
   fail:
     rollback (conn);
-    g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_MIGRATION, "migration %s/%s failed: %s",
-                 service, m->name, local_error->message);
+    g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_MIGRATION, "migration %s/%s failed: %s", service,
+                 m->name, local_error->message);
     if (applied != NULL)
       *applied = count;
     return FALSE;
@@ -308,7 +307,7 @@ gn_pg_migrations_from_resource (const char *service, size_t *n, GError **error)
     }
     /* Compiled-in resources are static and NUL-terminated by glib-compile-resources, so the
      * pointers stay valid after the GBytes is released. */
-    migrations[i].version = (int) version;
+    migrations[i].version = (int)version;
     migrations[i].name = g_intern_string (names[i]);
     migrations[i].sql = g_bytes_get_data (bytes, NULL);
   }

@@ -38,8 +38,8 @@ PGresult *gn_pg_exec (PGconn *conn, GError **error, const char *sql, int n_param
                       const char *const *params);
 
 typedef struct {
-  int version;        /* from the file name: 0001_users.sql -> 1 */
-  const char *name;   /* "0001_users.sql" */
+  int version;      /* from the file name: 0001_users.sql -> 1 */
+  const char *name; /* "0001_users.sql" */
   const char *sql;
 } gn_migration;
 

@@ -10,9 +10,9 @@
 #include <sys/time.h>
 
 #define GN_REDIS_ERROR (gn_redis_error_quark ())
-static G_DEFINE_QUARK (gn-redis-error-quark, gn_redis_error)
+static G_DEFINE_QUARK (gn - redis - error - quark, gn_redis_error)
 
-typedef struct {
+    typedef struct {
   char *url;
   redisContext *ctx;
 } thread_redis;

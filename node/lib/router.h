@@ -30,7 +30,7 @@ typedef struct {
   gn_http_handler handler;
   void *data;
   unsigned flags;
-  size_t max_body; /* 0 = the server's default */
+  size_t max_body;  /* 0 = the server's default */
   const char *name; /* for logs and metrics: the pattern */
 } gn_route;
 

@@ -182,9 +182,9 @@ static const char *const status_names[] = {
 };
 
 const char *
-gn_rpc_status_name(grpc_status_code code)
+gn_rpc_status_name (grpc_status_code code)
 {
-  if ((unsigned)code < G_N_ELEMENTS(status_names) && status_names[code] != NULL)
+  if ((unsigned)code < G_N_ELEMENTS (status_names) && status_names[code] != NULL)
     return status_names[code];
   return "INVALID_STATUS";
 }
@@ -192,83 +192,83 @@ gn_rpc_status_name(grpc_status_code code)
 /* Shared helpers. */
 
 static gpr_timespec
-deadline_after_ms(int64_t ms)
+deadline_after_ms (int64_t ms)
 {
-  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+  return gpr_time_add (gpr_now (GPR_CLOCK_MONOTONIC), gpr_time_from_millis (ms, GPR_TIMESPAN));
 }
 
 static int64_t
-remaining_ms(gpr_timespec deadline)
+remaining_ms (gpr_timespec deadline)
 {
-  if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) == 0)
+  if (gpr_time_cmp (deadline, gpr_inf_future (deadline.clock_type)) == 0)
     return INT64_MAX;
-  return gpr_time_to_millis(gpr_time_sub(deadline, gpr_now(deadline.clock_type)));
+  return gpr_time_to_millis (gpr_time_sub (deadline, gpr_now (deadline.clock_type)));
 }
 
 /* Accepts ids a log line can carry verbatim: letters, digits and "-_.:". */
 static bool
-request_id_is_valid(const char *id, size_t length)
+request_id_is_valid (const char *id, size_t length)
 {
   if (length == 0 || length > MAX_REQUEST_ID_LENGTH)
     return false;
   for (size_t i = 0; i < length; i++)
-    if (!g_ascii_isalnum(id[i]) && strchr("-_.:", id[i]) == NULL)
+    if (!g_ascii_isalnum (id[i]) && strchr ("-_.:", id[i]) == NULL)
       return false;
   return true;
 }
 
 static bool
-printable_ascii(const char *s, size_t length)
+printable_ascii (const char *s, size_t length)
 {
   for (size_t i = 0; i < length; i++)
-    if (!g_ascii_isprint(s[i]))
+    if (!g_ascii_isprint (s[i]))
       return false;
   return true;
 }
 
 static char *
-slice_to_arena(gn_arena *arena, grpc_slice slice)
+slice_to_arena (gn_arena *arena, grpc_slice slice)
 {
-  return gn_arena_strndup(arena, (const char *)GRPC_SLICE_START_PTR(slice),
-                          GRPC_SLICE_LENGTH(slice));
+  return gn_arena_strndup (arena, (const char *)GRPC_SLICE_START_PTR (slice),
+                           GRPC_SLICE_LENGTH (slice));
 }
 
 /* Serialises a message into a fresh byte buffer (the caller destroys it). */
 static grpc_byte_buffer *
-pack_message(const ProtobufCMessage *message)
+pack_message (const ProtobufCMessage *message)
 {
-  size_t size = protobuf_c_message_get_packed_size(message);
-  grpc_slice slice = grpc_slice_malloc(size);
-  protobuf_c_message_pack(message, GRPC_SLICE_START_PTR(slice));
-  grpc_byte_buffer *buffer = grpc_raw_byte_buffer_create(&slice, 1);
-  grpc_slice_unref(slice);
+  size_t size = protobuf_c_message_get_packed_size (message);
+  grpc_slice slice = grpc_slice_malloc (size);
+  protobuf_c_message_pack (message, GRPC_SLICE_START_PTR (slice));
+  grpc_byte_buffer *buffer = grpc_raw_byte_buffer_create (&slice, 1);
+  grpc_slice_unref (slice);
   return buffer;
 }
 
 /* Decodes a received buffer into the arena; NULL if the bytes are not a valid message. */
 static ProtobufCMessage *
-unpack_message(const ProtobufCMessageDescriptor *descriptor, grpc_byte_buffer *buffer,
-               gn_arena *arena)
+unpack_message (const ProtobufCMessageDescriptor *descriptor, grpc_byte_buffer *buffer,
+                gn_arena *arena)
 {
   grpc_byte_buffer_reader reader;
-  if (!grpc_byte_buffer_reader_init(&reader, buffer))
+  if (!grpc_byte_buffer_reader_init (&reader, buffer))
     return NULL;
-  grpc_slice slice = grpc_byte_buffer_reader_readall(&reader);
-  grpc_byte_buffer_reader_destroy(&reader);
+  grpc_slice slice = grpc_byte_buffer_reader_readall (&reader);
+  grpc_byte_buffer_reader_destroy (&reader);
   ProtobufCMessage *message
-      = protobuf_c_message_unpack(descriptor, gn_arena_protobuf_allocator(arena),
-                                  GRPC_SLICE_LENGTH(slice), GRPC_SLICE_START_PTR(slice));
-  grpc_slice_unref(slice);
+      = protobuf_c_message_unpack (descriptor, gn_arena_protobuf_allocator (arena),
+                                   GRPC_SLICE_LENGTH (slice), GRPC_SLICE_START_PTR (slice));
+  grpc_slice_unref (slice);
   return message;
 }
 
 static const char *
-metadata_lookup(const grpc_metadata_array *metadata, const char *key, size_t *length)
+metadata_lookup (const grpc_metadata_array *metadata, const char *key, size_t *length)
 {
   for (size_t i = 0; i < metadata->count; i++)
-    if (grpc_slice_str_cmp(metadata->metadata[i].key, key) == 0) {
-      *length = GRPC_SLICE_LENGTH(metadata->metadata[i].value);
-      return (const char *)GRPC_SLICE_START_PTR(metadata->metadata[i].value);
+    if (grpc_slice_str_cmp (metadata->metadata[i].key, key) == 0) {
+      *length = GRPC_SLICE_LENGTH (metadata->metadata[i].value);
+      return (const char *)GRPC_SLICE_START_PTR (metadata->metadata[i].value);
     }
   return NULL;
 }
@@ -276,151 +276,152 @@ metadata_lookup(const grpc_metadata_array *metadata, const char *key, size_t *le
 /* Server: per-call accessors. */
 
 gn_arena *
-gn_rpc_call_arena(gn_rpc_call *call)
+gn_rpc_call_arena (gn_rpc_call *call)
 {
   return call->arena;
 }
 
 void *
-gn_rpc_call_service_data(gn_rpc_call *call)
+gn_rpc_call_service_data (gn_rpc_call *call)
 {
   return call->method != NULL ? call->method->service.data : NULL;
 }
 
 const char *
-gn_rpc_call_method(gn_rpc_call *call)
+gn_rpc_call_method (gn_rpc_call *call)
 {
   return call->method != NULL ? call->method->entry.name : call->path;
 }
 
 const char *
-gn_rpc_call_request_id(gn_rpc_call *call)
+gn_rpc_call_request_id (gn_rpc_call *call)
 {
   return call->request_id;
 }
 
 const char *
-gn_rpc_call_traceparent(gn_rpc_call *call)
+gn_rpc_call_traceparent (gn_rpc_call *call)
 {
   return call->traceparent;
 }
 
 const char *
-gn_rpc_call_authorization(gn_rpc_call *call)
+gn_rpc_call_authorization (gn_rpc_call *call)
 {
   return call->authorization;
 }
 
 const char *
-gn_rpc_call_user_id(gn_rpc_call *call)
+gn_rpc_call_user_id (gn_rpc_call *call)
 {
   return call->authenticated ? call->user_id : NULL;
 }
 
 gpr_timespec
-gn_rpc_call_deadline(gn_rpc_call *call)
+gn_rpc_call_deadline (gn_rpc_call *call)
 {
   return call->deadline;
 }
 
 int64_t
-gn_rpc_call_remaining_ms(gn_rpc_call *call)
+gn_rpc_call_remaining_ms (gn_rpc_call *call)
 {
-  return remaining_ms(call->deadline);
+  return remaining_ms (call->deadline);
 }
 
 grpc_status_code
-gn_rpc_call_fail(gn_rpc_call *call, grpc_status_code code, const char *reason, const char *fmt, ...)
+gn_rpc_call_fail (gn_rpc_call *call, grpc_status_code code, const char *reason, const char *fmt,
+                  ...)
 {
   va_list ap;
-  va_start(ap, fmt);
-  call->message = gn_arena_vprintf(call->arena, fmt, ap);
-  va_end(ap);
-  call->reason = gn_arena_strdup(call->arena, reason);
+  va_start (ap, fmt);
+  call->message = gn_arena_vprintf (call->arena, fmt, ap);
+  va_end (ap);
+  call->reason = gn_arena_strdup (call->arena, reason);
   return code;
 }
 
 /* Server: call life cycle. */
 
 static gn_rpc_call *
-call_new_from_slot(request_slot *slot)
+call_new_from_slot (request_slot *slot)
 {
   gn_rpc_server *server = slot->cq->server;
-  gn_rpc_call *call = g_new0(gn_rpc_call, 1);
+  gn_rpc_call *call = g_new0 (gn_rpc_call, 1);
   size_t length;
   const char *value;
 
   call->kind = TAG_CALL;
   call->server = server;
   call->method = slot->method;
-  call->arena = gn_arena_new();
+  call->arena = gn_arena_new ();
   call->call = slot->call;
   call->metadata = slot->metadata;
   call->payload = slot->payload;
-  call->details = grpc_empty_slice();
-  call->received_us = g_get_monotonic_time();
+  call->details = grpc_empty_slice ();
+  call->received_us = g_get_monotonic_time ();
   call->started_us = call->received_us;
   call->finished_us = call->received_us;
   if (slot->method != NULL) {
     call->path = slot->method->path;
-    call->deadline = gpr_convert_clock_type(slot->deadline, GPR_CLOCK_MONOTONIC);
+    call->deadline = gpr_convert_clock_type (slot->deadline, GPR_CLOCK_MONOTONIC);
   } else {
-    call->path = slice_to_arena(call->arena, slot->details.method);
-    call->deadline = gpr_convert_clock_type(slot->details.deadline, GPR_CLOCK_MONOTONIC);
-    grpc_call_details_destroy(&slot->details);
-    grpc_call_details_init(&slot->details);
+    call->path = slice_to_arena (call->arena, slot->details.method);
+    call->deadline = gpr_convert_clock_type (slot->details.deadline, GPR_CLOCK_MONOTONIC);
+    grpc_call_details_destroy (&slot->details);
+    grpc_call_details_init (&slot->details);
   }
   slot->call = NULL;
   slot->payload = NULL;
-  grpc_metadata_array_init(&slot->metadata);
+  grpc_metadata_array_init (&slot->metadata);
 
-  value = metadata_lookup(&call->metadata, "x-request-id", &length);
-  if (value != NULL && request_id_is_valid(value, length))
-    call->request_id = gn_arena_strndup(call->arena, value, length);
+  value = metadata_lookup (&call->metadata, "x-request-id", &length);
+  if (value != NULL && request_id_is_valid (value, length))
+    call->request_id = gn_arena_strndup (call->arena, value, length);
   else {
-    char *generated = g_uuid_string_random();
-    call->request_id = gn_arena_strdup(call->arena, generated);
-    g_free(generated);
+    char *generated = g_uuid_string_random ();
+    call->request_id = gn_arena_strdup (call->arena, generated);
+    g_free (generated);
   }
-  value = metadata_lookup(&call->metadata, "traceparent", &length);
-  if (value != NULL && length <= MAX_TRACEPARENT_LENGTH && printable_ascii(value, length))
-    call->traceparent = gn_arena_strndup(call->arena, value, length);
-  value = metadata_lookup(&call->metadata, "authorization", &length);
+  value = metadata_lookup (&call->metadata, "traceparent", &length);
+  if (value != NULL && length <= MAX_TRACEPARENT_LENGTH && printable_ascii (value, length))
+    call->traceparent = gn_arena_strndup (call->arena, value, length);
+  value = metadata_lookup (&call->metadata, "authorization", &length);
   if (value != NULL)
-    call->authorization = gn_arena_strndup(call->arena, value, length);
+    call->authorization = gn_arena_strndup (call->arena, value, length);
 
-  g_mutex_lock(&server->lock);
+  g_mutex_lock (&server->lock);
   server->live_calls++;
-  g_mutex_unlock(&server->lock);
+  g_mutex_unlock (&server->lock);
   return call;
 }
 
 static void
-call_free(gn_rpc_call *call)
+call_free (gn_rpc_call *call)
 {
   gn_rpc_server *server = call->server;
 
-  grpc_slice_unref(call->initial_metadata[0].value);
-  grpc_slice_unref(call->trailing_metadata[0].value);
-  grpc_slice_unref(call->details);
+  grpc_slice_unref (call->initial_metadata[0].value);
+  grpc_slice_unref (call->trailing_metadata[0].value);
+  grpc_slice_unref (call->details);
   if (call->response_payload != NULL)
-    grpc_byte_buffer_destroy(call->response_payload);
+    grpc_byte_buffer_destroy (call->response_payload);
   if (call->payload != NULL)
-    grpc_byte_buffer_destroy(call->payload);
-  grpc_metadata_array_destroy(&call->metadata);
-  grpc_call_unref(call->call);
-  gn_arena_free(call->arena);
-  g_free(call);
+    grpc_byte_buffer_destroy (call->payload);
+  grpc_metadata_array_destroy (&call->metadata);
+  grpc_call_unref (call->call);
+  gn_arena_free (call->arena);
+  g_free (call);
 
-  g_mutex_lock(&server->lock);
+  g_mutex_lock (&server->lock);
   server->live_calls--;
-  g_cond_broadcast(&server->state_cond);
-  g_mutex_unlock(&server->lock);
+  g_cond_broadcast (&server->state_cond);
+  g_mutex_unlock (&server->lock);
 }
 
 /* Starts the final batch: request id back, response (on OK), status with the reason trailer. */
 static void
-call_respond(gn_rpc_call *call, grpc_status_code code, const ProtobufCMessage *response)
+call_respond (gn_rpc_call *call, grpc_status_code code, const ProtobufCMessage *response)
 {
   grpc_op ops[4];
   size_t n = 0;
@@ -429,18 +430,18 @@ call_respond(gn_rpc_call *call, grpc_status_code code, const ProtobufCMessage *r
   if (code == GRPC_STATUS_OK)
     call->message = "";
   else if (call->message == NULL)
-    call->message = gn_rpc_status_name(code);
+    call->message = gn_rpc_status_name (code);
 
-  call->initial_metadata[0].key = grpc_slice_from_static_string("x-request-id");
-  call->initial_metadata[0].value = grpc_slice_from_copied_string(call->request_id);
+  call->initial_metadata[0].key = grpc_slice_from_static_string ("x-request-id");
+  call->initial_metadata[0].value = grpc_slice_from_copied_string (call->request_id);
   if (code != GRPC_STATUS_OK && call->reason != NULL && call->reason[0] != '\0') {
-    call->trailing_metadata[0].key = grpc_slice_from_static_string("x-error-code");
-    call->trailing_metadata[0].value = grpc_slice_from_copied_string(call->reason);
+    call->trailing_metadata[0].key = grpc_slice_from_static_string ("x-error-code");
+    call->trailing_metadata[0].value = grpc_slice_from_copied_string (call->reason);
     call->trailing_count = 1;
   }
-  call->details = grpc_slice_from_copied_string(call->message);
+  call->details = grpc_slice_from_copied_string (call->message);
 
-  memset(ops, 0, sizeof ops);
+  memset (ops, 0, sizeof ops);
   ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[n].data.send_initial_metadata.count = 1;
   ops[n].data.send_initial_metadata.metadata = call->initial_metadata;
@@ -449,7 +450,7 @@ call_respond(gn_rpc_call *call, grpc_status_code code, const ProtobufCMessage *r
   ops[n].data.recv_close_on_server.cancelled = &call->cancelled;
   n++;
   if (code == GRPC_STATUS_OK) {
-    call->response_payload = pack_message(response);
+    call->response_payload = pack_message (response);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].data.send_message.send_message = call->response_payload;
     n++;
@@ -461,199 +462,201 @@ call_respond(gn_rpc_call *call, grpc_status_code code, const ProtobufCMessage *r
   ops[n].data.send_status_from_server.trailing_metadata = call->trailing_metadata;
   n++;
 
-  grpc_call_error error = grpc_call_start_batch(call->call, ops, n, call, NULL);
+  grpc_call_error error = grpc_call_start_batch (call->call, ops, n, call, NULL);
   if (error != GRPC_CALL_OK) {
-    gn_error("rpc %s: cannot send the response (call error %d)", call->path, (int)error);
-    call_free(call);
+    gn_error ("rpc %s: cannot send the response (call error %d)", call->path, (int)error);
+    call_free (call);
   }
 }
 
 static grpc_status_code
-call_fail_respond(gn_rpc_call *call, grpc_status_code code, const char *reason, const char *message)
+call_fail_respond (gn_rpc_call *call, grpc_status_code code, const char *reason,
+                   const char *message)
 {
-  gn_rpc_call_fail(call, code, reason, "%s", message);
-  call_respond(call, code, NULL);
+  gn_rpc_call_fail (call, code, reason, "%s", message);
+  call_respond (call, code, NULL);
   return code;
 }
 
 /* The final batch completed (successfully or not): report the call and release it. */
 static void
-call_complete(gn_rpc_call *call)
+call_complete (gn_rpc_call *call)
 {
   gn_rpc_server *server = call->server;
 
   if (server->observer != NULL) {
     grpc_status_code status = call->status;
     if (call->cancelled)
-      status = remaining_ms(call->deadline) <= 0 ? GRPC_STATUS_DEADLINE_EXCEEDED
-                                                 : GRPC_STATUS_CANCELLED;
+      status = remaining_ms (call->deadline) <= 0 ? GRPC_STATUS_DEADLINE_EXCEEDED
+                                                  : GRPC_STATUS_CANCELLED;
     gn_rpc_call_report report = {
       .service = call->method != NULL ? call->method->service.log_name : "",
-      .method = gn_rpc_call_method(call),
+      .method = gn_rpc_call_method (call),
       .request_id = call->request_id,
       .status = status,
       .queue_ms = (double)(call->started_us - call->received_us) / 1000.0,
       .handler_ms = (double)(call->finished_us - call->started_us) / 1000.0,
     };
-    gn_log_set_service(report.service[0] != '\0' ? report.service : NULL);
-    gn_log_set_request_id(call->request_id);
-    server->observer(server->observer_data, &report);
-    gn_log_set_service(NULL);
-    gn_log_set_request_id(NULL);
+    gn_log_set_service (report.service[0] != '\0' ? report.service : NULL);
+    gn_log_set_request_id (call->request_id);
+    server->observer (server->observer_data, &report);
+    gn_log_set_service (NULL);
+    gn_log_set_request_id (NULL);
   }
-  call_free(call);
+  call_free (call);
 }
 
 /* "authorization: Bearer <token>" is verified when an authenticator is installed; other
  * schemes, or no header, leave the call unauthenticated for the handler to judge. */
 static bool
-call_authenticate(gn_rpc_call *call)
+call_authenticate (gn_rpc_call *call)
 {
   gn_rpc_server *server = call->server;
   static const char bearer[] = "Bearer ";
 
   if (server->authenticator == NULL || call->authorization == NULL
-      || g_ascii_strncasecmp(call->authorization, bearer, strlen(bearer)) != 0)
+      || g_ascii_strncasecmp (call->authorization, bearer, strlen (bearer)) != 0)
     return true;
-  const char *token = call->authorization + strlen(bearer);
+  const char *token = call->authorization + strlen (bearer);
   while (*token == ' ')
     token++;
   char user_id[64] = "";
-  if (*token == '\0' || !server->authenticator(server->authenticator_data, token, user_id))
+  if (*token == '\0' || !server->authenticator (server->authenticator_data, token, user_id))
     return false;
   user_id[sizeof user_id - 1] = '\0';
-  memcpy(call->user_id, user_id, sizeof user_id);
+  memcpy (call->user_id, user_id, sizeof user_id);
   call->authenticated = true;
   return true;
 }
 
 /* Runs the handler on the current thread (completion-queue thread or worker) and responds. */
 static void
-call_run(gn_rpc_call *call)
+call_run (gn_rpc_call *call)
 {
   const rpc_method *method = call->method;
   ProtobufCMessage *response = NULL;
   grpc_status_code code;
 
-  call->started_us = g_get_monotonic_time();
-  gn_log_set_service(method->service.log_name);
-  gn_log_set_request_id(call->request_id);
+  call->started_us = g_get_monotonic_time ();
+  gn_log_set_service (method->service.log_name);
+  gn_log_set_request_id (call->request_id);
 
-  if (remaining_ms(call->deadline) <= 0)
-    code = gn_rpc_call_fail(call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline_exceeded",
-                            "deadline passed before the call ran");
-  else if (!call_authenticate(call))
-    code = gn_rpc_call_fail(call, GRPC_STATUS_UNAUTHENTICATED, "invalid_token",
-                            "invalid or expired access token");
+  if (remaining_ms (call->deadline) <= 0)
+    code = gn_rpc_call_fail (call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline_exceeded",
+                             "deadline passed before the call ran");
+  else if (!call_authenticate (call))
+    code = gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "invalid_token",
+                             "invalid or expired access token");
   else {
-    code = method->entry.handler(call, call->request, &response);
+    code = method->entry.handler (call, call->request, &response);
     if (code == GRPC_STATUS_OK
         && (response == NULL || response->descriptor != method->descriptor->output)) {
-      gn_error("rpc %s: handler returned OK without a %s response", call->path,
-               method->descriptor->output->name);
-      code = gn_rpc_call_fail(call, GRPC_STATUS_INTERNAL, "internal", "internal error");
+      gn_error ("rpc %s: handler returned OK without a %s response", call->path,
+                method->descriptor->output->name);
+      code = gn_rpc_call_fail (call, GRPC_STATUS_INTERNAL, "internal", "internal error");
     }
   }
-  call->finished_us = g_get_monotonic_time();
-  call_respond(call, code, response);
+  call->finished_us = g_get_monotonic_time ();
+  call_respond (call, code, response);
 
-  gn_log_set_service(NULL);
-  gn_log_set_request_id(NULL);
+  gn_log_set_service (NULL);
+  gn_log_set_request_id (NULL);
 }
 
 static void
-call_dispatch(gn_rpc_call *call)
+call_dispatch (gn_rpc_call *call)
 {
   gn_rpc_server *server = call->server;
 
   if (call->method == NULL) {
-    gn_rpc_call_fail(call, GRPC_STATUS_UNIMPLEMENTED, "unknown_method", "unknown method %s",
-                     call->path);
-    call_respond(call, GRPC_STATUS_UNIMPLEMENTED, NULL);
+    gn_rpc_call_fail (call, GRPC_STATUS_UNIMPLEMENTED, "unknown_method", "unknown method %s",
+                      call->path);
+    call_respond (call, GRPC_STATUS_UNIMPLEMENTED, NULL);
     return;
   }
   if (call->payload != NULL)
-    call->request = unpack_message(call->method->descriptor->input, call->payload, call->arena);
+    call->request = unpack_message (call->method->descriptor->input, call->payload, call->arena);
   if (call->request == NULL) {
-    call_fail_respond(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed_request", "malformed request");
+    call_fail_respond (call, GRPC_STATUS_INVALID_ARGUMENT, "malformed_request",
+                       "malformed request");
     return;
   }
-  grpc_byte_buffer_destroy(call->payload);
+  grpc_byte_buffer_destroy (call->payload);
   call->payload = NULL;
 
   if (!(call->method->entry.flags & GN_RPC_BLOCKING)) {
-    call_run(call);
+    call_run (call);
     return;
   }
-  g_mutex_lock(&server->lock);
-  if (g_queue_get_length(&server->queue) >= (guint)server->options.queue_max) {
-    g_mutex_unlock(&server->lock);
-    call_fail_respond(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "overloaded",
-                      "server overloaded, try again later");
+  g_mutex_lock (&server->lock);
+  if (g_queue_get_length (&server->queue) >= (guint)server->options.queue_max) {
+    g_mutex_unlock (&server->lock);
+    call_fail_respond (call, GRPC_STATUS_RESOURCE_EXHAUSTED, "overloaded",
+                       "server overloaded, try again later");
     return;
   }
-  g_queue_push_tail(&server->queue, call);
-  g_cond_signal(&server->work_cond);
-  g_mutex_unlock(&server->lock);
+  g_queue_push_tail (&server->queue, call);
+  g_cond_signal (&server->work_cond);
+  g_mutex_unlock (&server->lock);
 }
 
 /* Server: request slots and threads. */
 
 static void
-slot_arm(request_slot *slot)
+slot_arm (request_slot *slot)
 {
   gn_rpc_server *server = slot->cq->server;
   grpc_call_error error;
 
   if (slot->method != NULL)
-    error = grpc_server_request_registered_call(server->grpc, slot->method->registered, &slot->call,
-                                                &slot->deadline, &slot->metadata, &slot->payload,
-                                                slot->cq->cq, slot->cq->cq, slot);
+    error = grpc_server_request_registered_call (server->grpc, slot->method->registered,
+                                                 &slot->call, &slot->deadline, &slot->metadata,
+                                                 &slot->payload, slot->cq->cq, slot->cq->cq, slot);
   else
-    error = grpc_server_request_call(server->grpc, &slot->call, &slot->details, &slot->metadata,
-                                     slot->cq->cq, slot->cq->cq, slot);
+    error = grpc_server_request_call (server->grpc, &slot->call, &slot->details, &slot->metadata,
+                                      slot->cq->cq, slot->cq->cq, slot);
   if (error != GRPC_CALL_OK)
-    gn_error("rpc: cannot arm a request slot (call error %d)", (int)error);
+    gn_error ("rpc: cannot arm a request slot (call error %d)", (int)error);
 }
 
 static void
-slot_fired(request_slot *slot, bool success)
+slot_fired (request_slot *slot, bool success)
 {
   gn_rpc_server *server = slot->cq->server;
 
   if (!success)
     return; /* the server is shutting down */
-  gn_rpc_call *call = call_new_from_slot(slot);
-  if (!g_atomic_int_get(&server->stopping))
-    slot_arm(slot);
-  call_dispatch(call);
+  gn_rpc_call *call = call_new_from_slot (slot);
+  if (!g_atomic_int_get (&server->stopping))
+    slot_arm (slot);
+  call_dispatch (call);
 }
 
 static gpointer
-cq_thread_main(gpointer data)
+cq_thread_main (gpointer data)
 {
   cq_thread *self = data;
   gn_rpc_server *server = self->server;
 
   for (;;) {
     grpc_event event
-        = grpc_completion_queue_next(self->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        = grpc_completion_queue_next (self->cq, gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
     if (event.type == GRPC_QUEUE_SHUTDOWN)
       break;
     if (event.type != GRPC_OP_COMPLETE)
       continue;
     switch (*(tag_kind *)event.tag) {
       case TAG_REQUEST_SLOT:
-        slot_fired(event.tag, event.success);
+        slot_fired (event.tag, event.success);
         break;
       case TAG_CALL:
-        call_complete(event.tag);
+        call_complete (event.tag);
         break;
       case TAG_SERVER_SHUTDOWN:
-        g_mutex_lock(&server->lock);
+        g_mutex_lock (&server->lock);
         server->shutdown_notified = true;
-        g_cond_broadcast(&server->state_cond);
-        g_mutex_unlock(&server->lock);
+        g_cond_broadcast (&server->state_cond);
+        g_mutex_unlock (&server->lock);
         break;
     }
   }
@@ -661,44 +664,44 @@ cq_thread_main(gpointer data)
 }
 
 static gpointer
-worker_main(gpointer data)
+worker_main (gpointer data)
 {
   gn_rpc_server *server = data;
 
-  g_mutex_lock(&server->lock);
+  g_mutex_lock (&server->lock);
   for (;;) {
-    while (g_queue_is_empty(&server->queue) && !server->workers_stop)
-      g_cond_wait(&server->work_cond, &server->lock);
-    gn_rpc_call *call = g_queue_pop_head(&server->queue);
+    while (g_queue_is_empty (&server->queue) && !server->workers_stop)
+      g_cond_wait (&server->work_cond, &server->lock);
+    gn_rpc_call *call = g_queue_pop_head (&server->queue);
     if (call == NULL)
       break;
     bool cancelling = server->cancelling;
-    g_mutex_unlock(&server->lock);
+    g_mutex_unlock (&server->lock);
     if (cancelling) {
-      call->started_us = call->finished_us = g_get_monotonic_time();
-      call_fail_respond(call, GRPC_STATUS_UNAVAILABLE, "shutting_down", "server is shutting down");
+      call->started_us = call->finished_us = g_get_monotonic_time ();
+      call_fail_respond (call, GRPC_STATUS_UNAVAILABLE, "shutting_down", "server is shutting down");
     } else
-      call_run(call);
-    g_mutex_lock(&server->lock);
+      call_run (call);
+    g_mutex_lock (&server->lock);
   }
-  g_mutex_unlock(&server->lock);
+  g_mutex_unlock (&server->lock);
   return NULL;
 }
 
 /* Server: public API. */
 
 static void
-rpc_method_free(gpointer data)
+rpc_method_free (gpointer data)
 {
   rpc_method *method = data;
-  g_free(method->path);
-  g_free(method);
+  g_free (method->path);
+  g_free (method);
 }
 
 gn_rpc_server *
-gn_rpc_server_new(const gn_rpc_server_options *options)
+gn_rpc_server_new (const gn_rpc_server_options *options)
 {
-  gn_rpc_server *server = g_new0(gn_rpc_server, 1);
+  gn_rpc_server *server = g_new0 (gn_rpc_server, 1);
   gn_rpc_server_options defaults
       = { .cq_threads = 2, .slots_per_method = 4, .workers = 8, .queue_max = 1024 };
 
@@ -713,14 +716,14 @@ gn_rpc_server_new(const gn_rpc_server_options *options)
       defaults.queue_max = options->queue_max;
   }
   server->options = defaults;
-  server->methods = g_ptr_array_new_with_free_func(rpc_method_free);
+  server->methods = g_ptr_array_new_with_free_func (rpc_method_free);
   server->shutdown_tag = TAG_SERVER_SHUTDOWN;
-  g_mutex_init(&server->lock);
-  g_cond_init(&server->work_cond);
-  g_cond_init(&server->state_cond);
-  g_queue_init(&server->queue);
+  g_mutex_init (&server->lock);
+  g_cond_init (&server->work_cond);
+  g_cond_init (&server->state_cond);
+  g_queue_init (&server->queue);
 
-  grpc_init();
+  grpc_init ();
   /* A second process must not silently share our TCP port (SO_REUSEPORT is on by default). */
   grpc_arg args[] = {
     { .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0 },
@@ -728,91 +731,91 @@ gn_rpc_server_new(const gn_rpc_server_options *options)
       .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
       .value.integer = MAX_MESSAGE_BYTES },
   };
-  grpc_channel_args channel_args = { .num_args = G_N_ELEMENTS(args), .args = args };
-  server->grpc = grpc_server_create(&channel_args, NULL);
+  grpc_channel_args channel_args = { .num_args = G_N_ELEMENTS (args), .args = args };
+  server->grpc = grpc_server_create (&channel_args, NULL);
 
-  server->cqs = g_new0(cq_thread, server->options.cq_threads);
+  server->cqs = g_new0 (cq_thread, server->options.cq_threads);
   for (int i = 0; i < server->options.cq_threads; i++) {
     server->cqs[i].server = server;
-    server->cqs[i].cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_server_register_completion_queue(server->grpc, server->cqs[i].cq, NULL);
+    server->cqs[i].cq = grpc_completion_queue_create_for_next (NULL);
+    grpc_server_register_completion_queue (server->grpc, server->cqs[i].cq, NULL);
   }
   return server;
 }
 
 void
-gn_rpc_server_set_authenticator(gn_rpc_server *server, gn_rpc_authenticator fn, void *data)
+gn_rpc_server_set_authenticator (gn_rpc_server *server, gn_rpc_authenticator fn, void *data)
 {
-  g_return_if_fail(!server->started);
+  g_return_if_fail (!server->started);
   server->authenticator = fn;
   server->authenticator_data = data;
 }
 
 void
-gn_rpc_server_set_observer(gn_rpc_server *server, gn_rpc_observer fn, void *data)
+gn_rpc_server_set_observer (gn_rpc_server *server, gn_rpc_observer fn, void *data)
 {
-  g_return_if_fail(!server->started);
+  g_return_if_fail (!server->started);
   server->observer = fn;
   server->observer_data = data;
 }
 
 gboolean
-gn_rpc_server_add_service(gn_rpc_server *server, const gn_rpc_service *service, GError **error)
+gn_rpc_server_add_service (gn_rpc_server *server, const gn_rpc_service *service, GError **error)
 {
-  g_return_val_if_fail(service != NULL && service->descriptor != NULL, FALSE);
-  g_return_val_if_fail(service->methods != NULL, FALSE);
+  g_return_val_if_fail (service != NULL && service->descriptor != NULL, FALSE);
+  g_return_val_if_fail (service->methods != NULL, FALSE);
 
   if (server->started) {
-    g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                "cannot add service %s: the server is already running", service->descriptor->name);
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                 "cannot add service %s: the server is already running", service->descriptor->name);
     return FALSE;
   }
   /* Check the whole table first so a failure registers nothing. */
   for (const gn_rpc_method *entry = service->methods; entry->name != NULL; entry++) {
-    if (protobuf_c_service_descriptor_get_method_by_name(service->descriptor, entry->name) == NULL
+    if (protobuf_c_service_descriptor_get_method_by_name (service->descriptor, entry->name) == NULL
         || entry->handler == NULL) {
-      g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                  "service %s has no method %s (or no handler for it)", service->descriptor->name,
-                  entry->name);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   "service %s has no method %s (or no handler for it)", service->descriptor->name,
+                   entry->name);
       return FALSE;
     }
   }
   for (const gn_rpc_method *entry = service->methods; entry->name != NULL; entry++) {
-    rpc_method *method = g_new0(rpc_method, 1);
+    rpc_method *method = g_new0 (rpc_method, 1);
     method->service = *service;
     method->entry = *entry;
     method->descriptor
-        = protobuf_c_service_descriptor_get_method_by_name(service->descriptor, entry->name);
-    method->path = g_strdup_printf("/%s/%s", service->descriptor->name, entry->name);
-    method->registered = grpc_server_register_method(server->grpc, method->path, NULL,
-                                                     GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        = protobuf_c_service_descriptor_get_method_by_name (service->descriptor, entry->name);
+    method->path = g_strdup_printf ("/%s/%s", service->descriptor->name, entry->name);
+    method->registered = grpc_server_register_method (server->grpc, method->path, NULL,
+                                                      GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (method->registered == NULL) {
-      g_set_error(error, G_IO_ERROR, G_IO_ERROR_EXISTS, "cannot register %s twice", method->path);
-      rpc_method_free(method);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "cannot register %s twice", method->path);
+      rpc_method_free (method);
       return FALSE;
     }
-    g_ptr_array_add(server->methods, method);
+    g_ptr_array_add (server->methods, method);
   }
   return TRUE;
 }
 
 gboolean
-gn_rpc_server_listen(gn_rpc_server *server, const char *address, int *bound_port, GError **error)
+gn_rpc_server_listen (gn_rpc_server *server, const char *address, int *bound_port, GError **error)
 {
-  g_return_val_if_fail(address != NULL, FALSE);
+  g_return_val_if_fail (address != NULL, FALSE);
 
   if (server->started) {
-    g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                "cannot listen on %s: the server is already running", address);
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                 "cannot listen on %s: the server is already running", address);
     return FALSE;
   }
-  grpc_server_credentials *credentials = grpc_insecure_server_credentials_create();
-  int port = grpc_server_add_http2_port(server->grpc, address, credentials);
-  grpc_server_credentials_release(credentials);
+  grpc_server_credentials *credentials = grpc_insecure_server_credentials_create ();
+  int port = grpc_server_add_http2_port (server->grpc, address, credentials);
+  grpc_server_credentials_release (credentials);
   server->listening = true;
   if (port == 0) {
-    g_set_error(error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE,
-                "cannot listen on %s (address in use or invalid)", address);
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE,
+                 "cannot listen on %s (address in use or invalid)", address);
     return FALSE;
   }
   if (bound_port != NULL)
@@ -821,20 +824,20 @@ gn_rpc_server_listen(gn_rpc_server *server, const char *address, int *bound_port
 }
 
 gboolean
-gn_rpc_server_start(gn_rpc_server *server, GError **error)
+gn_rpc_server_start (gn_rpc_server *server, GError **error)
 {
   const gn_rpc_server_options *options = &server->options;
 
   if (server->started || server->shut_down) {
-    g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "the server was already started");
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "the server was already started");
     return FALSE;
   }
-  grpc_server_start(server->grpc);
+  grpc_server_start (server->grpc);
   server->started = true;
 
   size_t per_cq = (server->methods->len + 1) * (size_t)options->slots_per_method;
   server->slot_count = per_cq * (size_t)options->cq_threads;
-  server->slots = g_new0(request_slot, server->slot_count);
+  server->slots = g_new0 (request_slot, server->slot_count);
   for (size_t i = 0; i < server->slot_count; i++) {
     request_slot *slot = &server->slots[i];
     size_t method_index = (i % per_cq) / (size_t)options->slots_per_method;
@@ -842,36 +845,36 @@ gn_rpc_server_start(gn_rpc_server *server, GError **error)
     slot->cq = &server->cqs[i / per_cq];
     slot->method
         = method_index < server->methods->len ? server->methods->pdata[method_index] : NULL;
-    grpc_call_details_init(&slot->details);
-    grpc_metadata_array_init(&slot->metadata);
-    slot_arm(slot);
+    grpc_call_details_init (&slot->details);
+    grpc_metadata_array_init (&slot->metadata);
+    slot_arm (slot);
   }
 
   for (int i = 0; i < options->cq_threads; i++) {
     char name[32];
-    snprintf(name, sizeof name, "rpc-cq-%d", i);
-    server->cqs[i].thread = g_thread_new(name, cq_thread_main, &server->cqs[i]);
+    snprintf (name, sizeof name, "rpc-cq-%d", i);
+    server->cqs[i].thread = g_thread_new (name, cq_thread_main, &server->cqs[i]);
   }
-  server->workers = g_new0(GThread *, options->workers);
+  server->workers = g_new0 (GThread *, options->workers);
   for (int i = 0; i < options->workers; i++) {
     char name[32];
-    snprintf(name, sizeof name, "rpc-worker-%d", i);
-    server->workers[i] = g_thread_new(name, worker_main, server);
+    snprintf (name, sizeof name, "rpc-worker-%d", i);
+    server->workers[i] = g_thread_new (name, worker_main, server);
   }
   return TRUE;
 }
 
 /* Before start there are no completion-queue threads: wait for the notification here. */
 static void
-shutdown_unstarted(gn_rpc_server *server)
+shutdown_unstarted (gn_rpc_server *server)
 {
   grpc_completion_queue *cq = server->cqs[0].cq;
 
-  grpc_server_shutdown_and_notify(server->grpc, cq, &server->shutdown_tag);
+  grpc_server_shutdown_and_notify (server->grpc, cq, &server->shutdown_tag);
   for (;;) {
-    grpc_event event = grpc_completion_queue_next(cq, deadline_after_ms(10000), NULL);
+    grpc_event event = grpc_completion_queue_next (cq, deadline_after_ms (10000), NULL);
     if (event.type == GRPC_QUEUE_TIMEOUT) {
-      gn_error("rpc: server shutdown was not confirmed within 10 s");
+      gn_error ("rpc: server shutdown was not confirmed within 10 s");
       break;
     }
     if (event.type == GRPC_OP_COMPLETE && event.tag == &server->shutdown_tag)
@@ -880,81 +883,81 @@ shutdown_unstarted(gn_rpc_server *server)
 }
 
 static void
-shutdown_running(gn_rpc_server *server, int grace_ms)
+shutdown_running (gn_rpc_server *server, int grace_ms)
 {
-  gint64 grace_end = g_get_monotonic_time() + (gint64)MAX(grace_ms, 0) * 1000;
+  gint64 grace_end = g_get_monotonic_time () + (gint64)MAX (grace_ms, 0) * 1000;
 
-  grpc_server_shutdown_and_notify(server->grpc, server->cqs[0].cq, &server->shutdown_tag);
-  g_mutex_lock(&server->lock);
+  grpc_server_shutdown_and_notify (server->grpc, server->cqs[0].cq, &server->shutdown_tag);
+  g_mutex_lock (&server->lock);
   while (!server->shutdown_notified)
-    if (!g_cond_wait_until(&server->state_cond, &server->lock, grace_end))
+    if (!g_cond_wait_until (&server->state_cond, &server->lock, grace_end))
       break;
   if (!server->shutdown_notified) {
     server->cancelling = true;
-    g_mutex_unlock(&server->lock);
-    grpc_server_cancel_all_calls(server->grpc);
-    g_mutex_lock(&server->lock);
+    g_mutex_unlock (&server->lock);
+    grpc_server_cancel_all_calls (server->grpc);
+    g_mutex_lock (&server->lock);
   }
   while (!server->shutdown_notified || server->live_calls > 0)
-    g_cond_wait(&server->state_cond, &server->lock);
+    g_cond_wait (&server->state_cond, &server->lock);
   server->workers_stop = true;
-  g_cond_broadcast(&server->work_cond);
-  g_mutex_unlock(&server->lock);
+  g_cond_broadcast (&server->work_cond);
+  g_mutex_unlock (&server->lock);
 
   for (int i = 0; i < server->options.workers; i++)
-    g_thread_join(server->workers[i]);
+    g_thread_join (server->workers[i]);
 }
 
 void
-gn_rpc_server_shutdown(gn_rpc_server *server, int grace_ms)
+gn_rpc_server_shutdown (gn_rpc_server *server, int grace_ms)
 {
   if (server->shut_down)
     return;
   server->shut_down = true;
-  g_atomic_int_set(&server->stopping, 1);
+  g_atomic_int_set (&server->stopping, 1);
 
   if (server->started)
-    shutdown_running(server, grace_ms);
+    shutdown_running (server, grace_ms);
   else if (server->listening)
-    shutdown_unstarted(server);
-  grpc_server_destroy(server->grpc);
+    shutdown_unstarted (server);
+  grpc_server_destroy (server->grpc);
   server->grpc = NULL;
 
   for (int i = 0; i < server->options.cq_threads; i++) {
     cq_thread *cq = &server->cqs[i];
-    grpc_completion_queue_shutdown(cq->cq);
+    grpc_completion_queue_shutdown (cq->cq);
     if (cq->thread != NULL)
-      g_thread_join(cq->thread);
+      g_thread_join (cq->thread);
     else
-      while (grpc_completion_queue_next(cq->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type
+      while (grpc_completion_queue_next (cq->cq, gpr_inf_future (GPR_CLOCK_REALTIME), NULL).type
              != GRPC_QUEUE_SHUTDOWN)
         ;
-    grpc_completion_queue_destroy(cq->cq);
+    grpc_completion_queue_destroy (cq->cq);
     cq->thread = NULL;
     cq->cq = NULL;
   }
 }
 
 void
-gn_rpc_server_free(gn_rpc_server *server)
+gn_rpc_server_free (gn_rpc_server *server)
 {
   if (server == NULL)
     return;
-  gn_rpc_server_shutdown(server, 0);
+  gn_rpc_server_shutdown (server, 0);
 
   for (size_t i = 0; i < server->slot_count; i++) {
-    grpc_call_details_destroy(&server->slots[i].details);
-    grpc_metadata_array_destroy(&server->slots[i].metadata);
+    grpc_call_details_destroy (&server->slots[i].details);
+    grpc_metadata_array_destroy (&server->slots[i].metadata);
   }
-  g_free(server->slots);
-  g_free(server->workers);
-  g_free(server->cqs);
-  g_ptr_array_free(server->methods, TRUE);
-  g_mutex_clear(&server->lock);
-  g_cond_clear(&server->work_cond);
-  g_cond_clear(&server->state_cond);
-  g_free(server);
-  grpc_shutdown_blocking();
+  g_free (server->slots);
+  g_free (server->workers);
+  g_free (server->cqs);
+  g_ptr_array_free (server->methods, TRUE);
+  g_mutex_clear (&server->lock);
+  g_cond_clear (&server->work_cond);
+  g_cond_clear (&server->state_cond);
+  g_free (server);
+  grpc_shutdown_blocking ();
 }
 
 /* Client. */
@@ -968,16 +971,16 @@ static GMutex clients_lock;
 static GHashTable *clients; /* target -> gn_rpc_client * */
 
 gn_rpc_client *
-gn_rpc_client_get(const char *target)
+gn_rpc_client_get (const char *target)
 {
-  g_return_val_if_fail(target != NULL, NULL);
+  g_return_val_if_fail (target != NULL, NULL);
 
-  g_mutex_lock(&clients_lock);
+  g_mutex_lock (&clients_lock);
   if (clients == NULL) {
-    grpc_init();
-    clients = g_hash_table_new(g_str_hash, g_str_equal);
+    grpc_init ();
+    clients = g_hash_table_new (g_str_hash, g_str_equal);
   }
-  gn_rpc_client *client = g_hash_table_lookup(clients, target);
+  gn_rpc_client *client = g_hash_table_lookup (clients, target);
   if (client == NULL) {
     /* gRPC backs off up to two minutes between reconnects by default; a restarted service
      * should be reachable again within a second.  (GRPC_ARG_MIN_RECONNECT_BACKOFF_MS stays
@@ -991,68 +994,68 @@ gn_rpc_client_get(const char *target)
         .value.integer = 100 },
       { .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, .value.integer = 1000 },
     };
-    grpc_channel_args channel_args = { .num_args = G_N_ELEMENTS(args), .args = args };
-    grpc_channel_credentials *credentials = grpc_insecure_credentials_create();
+    grpc_channel_args channel_args = { .num_args = G_N_ELEMENTS (args), .args = args };
+    grpc_channel_credentials *credentials = grpc_insecure_credentials_create ();
 
-    client = g_new0(gn_rpc_client, 1);
-    client->target = g_strdup(target);
-    client->channel = grpc_channel_create(target, credentials, &channel_args);
-    grpc_channel_credentials_release(credentials);
-    g_hash_table_insert(clients, client->target, client);
+    client = g_new0 (gn_rpc_client, 1);
+    client->target = g_strdup (target);
+    client->channel = grpc_channel_create (target, credentials, &channel_args);
+    grpc_channel_credentials_release (credentials);
+    g_hash_table_insert (clients, client->target, client);
   }
-  g_mutex_unlock(&clients_lock);
+  g_mutex_unlock (&clients_lock);
   return client;
 }
 
 void
-gn_rpc_clients_shutdown(void)
+gn_rpc_clients_shutdown (void)
 {
-  g_mutex_lock(&clients_lock);
+  g_mutex_lock (&clients_lock);
   if (clients != NULL) {
     GHashTableIter iter;
     gpointer value;
-    g_hash_table_iter_init(&iter, clients);
-    while (g_hash_table_iter_next(&iter, NULL, &value)) {
+    g_hash_table_iter_init (&iter, clients);
+    while (g_hash_table_iter_next (&iter, NULL, &value)) {
       gn_rpc_client *client = value;
-      grpc_channel_destroy(client->channel);
-      g_free(client->target);
-      g_free(client);
+      grpc_channel_destroy (client->channel);
+      g_free (client->target);
+      g_free (client);
     }
-    g_hash_table_destroy(clients);
+    g_hash_table_destroy (clients);
     clients = NULL;
-    grpc_shutdown_blocking();
+    grpc_shutdown_blocking ();
   }
-  g_mutex_unlock(&clients_lock);
+  g_mutex_unlock (&clients_lock);
 }
 
-static grpc_status_code status_set(gn_rpc_status *status, grpc_status_code code, const char *fmt,
-                                   ...) __attribute__((format(printf, 3, 4)));
+static grpc_status_code status_set (gn_rpc_status *status, grpc_status_code code, const char *fmt,
+                                    ...) __attribute__ ((format (printf, 3, 4)));
 
 static grpc_status_code
-status_set(gn_rpc_status *status, grpc_status_code code, const char *fmt, ...)
+status_set (gn_rpc_status *status, grpc_status_code code, const char *fmt, ...)
 {
   va_list ap;
-  va_start(ap, fmt);
+  va_start (ap, fmt);
   status->code = code;
-  vsnprintf(status->message, sizeof status->message, fmt, ap);
-  va_end(ap);
+  vsnprintf (status->message, sizeof status->message, fmt, ap);
+  va_end (ap);
   return code;
 }
 
 static void
-metadata_add(grpc_metadata *metadata, size_t *count, const char *key, const char *value)
+metadata_add (grpc_metadata *metadata, size_t *count, const char *key, const char *value)
 {
   if (value == NULL)
     return;
-  metadata[*count].key = grpc_slice_from_static_string(key);
-  metadata[*count].value = grpc_slice_from_copied_string(value);
+  metadata[*count].key = grpc_slice_from_static_string (key);
+  metadata[*count].value = grpc_slice_from_copied_string (value);
   (*count)++;
 }
 
 grpc_status_code
-gn_rpc_unary(gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
-             const char *method_name, const ProtobufCMessage *request, ProtobufCMessage **response,
-             gn_arena *arena, const gn_rpc_call_options *options, gn_rpc_status *status)
+gn_rpc_unary (gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
+              const char *method_name, const ProtobufCMessage *request, ProtobufCMessage **response,
+              gn_arena *arena, const gn_rpc_call_options *options, gn_rpc_status *status)
 {
   static const gn_rpc_call_options no_options = { 0 };
   gn_rpc_status ignored_status;
@@ -1061,50 +1064,51 @@ gn_rpc_unary(gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
   grpc_metadata_array initial_metadata, trailing_metadata;
   grpc_byte_buffer *request_payload = NULL, *response_payload = NULL;
   grpc_status_code code = GRPC_STATUS_UNKNOWN;
-  grpc_slice details = grpc_empty_slice();
+  grpc_slice details = grpc_empty_slice ();
   const char *error_string = NULL;
   grpc_op ops[6];
 
-  g_return_val_if_fail(client != NULL && service != NULL && request != NULL, GRPC_STATUS_INTERNAL);
-  g_return_val_if_fail(response != NULL && arena != NULL, GRPC_STATUS_INTERNAL);
+  g_return_val_if_fail (client != NULL && service != NULL && request != NULL, GRPC_STATUS_INTERNAL);
+  g_return_val_if_fail (response != NULL && arena != NULL, GRPC_STATUS_INTERNAL);
   if (status == NULL)
     status = &ignored_status;
   if (options == NULL)
     options = &no_options;
-  memset(status, 0, sizeof *status);
+  memset (status, 0, sizeof *status);
   *response = NULL;
 
   const ProtobufCMethodDescriptor *method
-      = protobuf_c_service_descriptor_get_method_by_name(service, method_name);
+      = protobuf_c_service_descriptor_get_method_by_name (service, method_name);
   if (method == NULL)
-    return status_set(status, GRPC_STATUS_UNIMPLEMENTED, "%s has no method %s", service->name,
-                      method_name);
+    return status_set (status, GRPC_STATUS_UNIMPLEMENTED, "%s has no method %s", service->name,
+                       method_name);
   if (request->descriptor != method->input)
-    return status_set(status, GRPC_STATUS_INVALID_ARGUMENT, "%s/%s takes %s, not %s", service->name,
-                      method_name, method->input->name, request->descriptor->name);
+    return status_set (status, GRPC_STATUS_INVALID_ARGUMENT, "%s/%s takes %s, not %s",
+                       service->name, method_name, method->input->name, request->descriptor->name);
 
   gn_rpc_call *parent = options->parent;
   int timeout_ms = options->timeout_ms > 0 ? options->timeout_ms : DEFAULT_TIMEOUT_MS;
-  char *path = g_strdup_printf("/%s/%s", service->name, method->name);
-  grpc_slice path_slice = grpc_slice_from_copied_string(path);
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+  char *path = g_strdup_printf ("/%s/%s", service->name, method->name);
+  grpc_slice path_slice = grpc_slice_from_copied_string (path);
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck (NULL);
   /* With a parent, gRPC takes the earlier of the two deadlines and cancels with the parent. */
-  grpc_call *call = grpc_channel_create_call(client->channel, parent != NULL ? parent->call : NULL,
-                                             parent != NULL ? GRPC_PROPAGATE_DEFAULTS : 0, cq,
-                                             path_slice, NULL, deadline_after_ms(timeout_ms), NULL);
+  grpc_call *call
+      = grpc_channel_create_call (client->channel, parent != NULL ? parent->call : NULL,
+                                  parent != NULL ? GRPC_PROPAGATE_DEFAULTS : 0, cq, path_slice,
+                                  NULL, deadline_after_ms (timeout_ms), NULL);
 
-  metadata_add(metadata, &metadata_count, "x-request-id",
-               parent != NULL ? parent->request_id : options->request_id);
-  metadata_add(metadata, &metadata_count, "traceparent",
-               parent != NULL ? parent->traceparent : options->traceparent);
-  metadata_add(metadata, &metadata_count, "authorization",
-               options->authorization != NULL || parent == NULL ? options->authorization
-                                                                : parent->authorization);
-  grpc_metadata_array_init(&initial_metadata);
-  grpc_metadata_array_init(&trailing_metadata);
-  request_payload = pack_message(request);
+  metadata_add (metadata, &metadata_count, "x-request-id",
+                parent != NULL ? parent->request_id : options->request_id);
+  metadata_add (metadata, &metadata_count, "traceparent",
+                parent != NULL ? parent->traceparent : options->traceparent);
+  metadata_add (metadata, &metadata_count, "authorization",
+                options->authorization != NULL || parent == NULL ? options->authorization
+                                                                 : parent->authorization);
+  grpc_metadata_array_init (&initial_metadata);
+  grpc_metadata_array_init (&trailing_metadata);
+  request_payload = pack_message (request);
 
-  memset(ops, 0, sizeof ops);
+  memset (ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[0].data.send_initial_metadata.count = metadata_count;
   ops[0].data.send_initial_metadata.metadata = metadata;
@@ -1121,55 +1125,56 @@ gn_rpc_unary(gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
   ops[5].data.recv_status_on_client.status_details = &details;
   ops[5].data.recv_status_on_client.error_string = &error_string;
 
-  grpc_call_error call_error = grpc_call_start_batch(call, ops, G_N_ELEMENTS(ops), ops, NULL);
+  grpc_call_error call_error = grpc_call_start_batch (call, ops, G_N_ELEMENTS (ops), ops, NULL);
   if (call_error != GRPC_CALL_OK) {
-    status_set(status, GRPC_STATUS_INTERNAL, "cannot start a call to %s (call error %d)", path,
-               (int)call_error);
+    status_set (status, GRPC_STATUS_INTERNAL, "cannot start a call to %s (call error %d)", path,
+                (int)call_error);
     goto done;
   }
-  grpc_event event = grpc_completion_queue_pluck(cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  grpc_event event
+      = grpc_completion_queue_pluck (cq, ops, gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
   if (event.type != GRPC_OP_COMPLETE || !event.success) {
-    status_set(status, GRPC_STATUS_INTERNAL, "call to %s did not complete", path);
+    status_set (status, GRPC_STATUS_INTERNAL, "call to %s did not complete", path);
     goto done;
   }
 
   size_t length;
-  const char *reason = metadata_lookup(&trailing_metadata, "x-error-code", &length);
+  const char *reason = metadata_lookup (&trailing_metadata, "x-error-code", &length);
   if (reason != NULL)
-    snprintf(status->reason, sizeof status->reason, "%.*s", (int)length, reason);
-  const char *message = (const char *)GRPC_SLICE_START_PTR(details);
-  int message_length = (int)GRPC_SLICE_LENGTH(details);
+    snprintf (status->reason, sizeof status->reason, "%.*s", (int)length, reason);
+  const char *message = (const char *)GRPC_SLICE_START_PTR (details);
+  int message_length = (int)GRPC_SLICE_LENGTH (details);
   if (code == GRPC_STATUS_UNAVAILABLE && reason == NULL)
-    status_set(status, code, "%s unavailable at %s: %.*s", service->short_name, client->target,
-               message_length, message);
+    status_set (status, code, "%s unavailable at %s: %.*s", service->short_name, client->target,
+                message_length, message);
   else
-    status_set(status, code, "%.*s", message_length, message);
+    status_set (status, code, "%.*s", message_length, message);
   if (code != GRPC_STATUS_OK)
     goto done;
 
   if (response_payload != NULL)
-    *response = unpack_message(method->output, response_payload, arena);
+    *response = unpack_message (method->output, response_payload, arena);
   if (*response == NULL)
-    status_set(status, GRPC_STATUS_INTERNAL, "malformed response from %s at %s", path,
-               client->target);
+    status_set (status, GRPC_STATUS_INTERNAL, "malformed response from %s at %s", path,
+                client->target);
 
 done:
   for (size_t i = 0; i < metadata_count; i++)
-    grpc_slice_unref(metadata[i].value);
-  grpc_metadata_array_destroy(&initial_metadata);
-  grpc_metadata_array_destroy(&trailing_metadata);
-  grpc_byte_buffer_destroy(request_payload);
+    grpc_slice_unref (metadata[i].value);
+  grpc_metadata_array_destroy (&initial_metadata);
+  grpc_metadata_array_destroy (&trailing_metadata);
+  grpc_byte_buffer_destroy (request_payload);
   if (response_payload != NULL)
-    grpc_byte_buffer_destroy(response_payload);
-  grpc_slice_unref(details);
-  gpr_free((void *)error_string);
-  grpc_call_unref(call);
-  grpc_completion_queue_shutdown(cq);
-  while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type
+    grpc_byte_buffer_destroy (response_payload);
+  grpc_slice_unref (details);
+  gpr_free ((void *)error_string);
+  grpc_call_unref (call);
+  grpc_completion_queue_shutdown (cq);
+  while (grpc_completion_queue_pluck (cq, NULL, gpr_inf_future (GPR_CLOCK_REALTIME), NULL).type
          != GRPC_QUEUE_SHUTDOWN)
     ;
-  grpc_completion_queue_destroy(cq);
-  grpc_slice_unref(path_slice);
-  g_free(path);
+  grpc_completion_queue_destroy (cq);
+  grpc_slice_unref (path_slice);
+  g_free (path);
   return status->code;
 }

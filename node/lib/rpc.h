@@ -104,8 +104,8 @@ void gn_rpc_server_free (gn_rpc_server *server);
 gn_arena *gn_rpc_call_arena (gn_rpc_call *call);
 void *gn_rpc_call_service_data (gn_rpc_call *call);
 const char *gn_rpc_call_method (gn_rpc_call *call);
-const char *gn_rpc_call_request_id (gn_rpc_call *call);  /* never NULL: generated if absent */
-const char *gn_rpc_call_traceparent (gn_rpc_call *call); /* NULL if absent */
+const char *gn_rpc_call_request_id (gn_rpc_call *call);    /* never NULL: generated if absent */
+const char *gn_rpc_call_traceparent (gn_rpc_call *call);   /* NULL if absent */
 const char *gn_rpc_call_authorization (gn_rpc_call *call); /* raw "Bearer ..." or NULL */
 const char *gn_rpc_call_user_id (gn_rpc_call *call);       /* NULL if unauthenticated */
 gpr_timespec gn_rpc_call_deadline (gn_rpc_call *call);
@@ -116,11 +116,11 @@ int64_t gn_rpc_call_remaining_ms (gn_rpc_call *call);
 grpc_status_code gn_rpc_call_fail (gn_rpc_call *call, grpc_status_code code, const char *reason,
                                    const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
 /* Shorthand: UNAUTHENTICATED unless the call carries a verified user. */
-#define GN_RPC_REQUIRE_USER(call)                                                            \
-  do {                                                                                       \
-    if (gn_rpc_call_user_id (call) == NULL)                                                  \
-      return gn_rpc_call_fail ((call), GRPC_STATUS_UNAUTHENTICATED, "unauthenticated",       \
-                               "sign-in required");                                          \
+#define GN_RPC_REQUIRE_USER(call)                                                                  \
+  do {                                                                                             \
+    if (gn_rpc_call_user_id (call) == NULL)                                                        \
+      return gn_rpc_call_fail ((call), GRPC_STATUS_UNAUTHENTICATED, "unauthenticated",             \
+                               "sign-in required");                                                \
   } while (0)
 
 /* Client. */

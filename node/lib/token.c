@@ -25,8 +25,8 @@ write_new_secret (const char *path, gn_token_key *key, GError **error)
 {
   g_autofree char *dir = g_path_get_dirname (path);
   if (g_mkdir_with_parents (dir, 0700) != 0) {
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
-                 "cannot create %s: %s", dir, g_strerror (errno));
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "cannot create %s: %s", dir,
+                 g_strerror (errno));
     return FALSE;
   }
   randombytes_buf (key->secret, sizeof key->secret);
@@ -34,25 +34,25 @@ write_new_secret (const char *path, gn_token_key *key, GError **error)
   g_autofree char *tmp = g_strdup_printf ("%s.XXXXXX", path);
   int fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) {
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
-                 "cannot create %s: %s", tmp, g_strerror (errno));
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "cannot create %s: %s", tmp,
+                 g_strerror (errno));
     return FALSE;
   }
   ssize_t n = write (fd, key->secret, sizeof key->secret);
   int saved = errno;
-  if (n != (ssize_t) sizeof key->secret || fsync (fd) != 0 || close (fd) != 0) {
+  if (n != (ssize_t)sizeof key->secret || fsync (fd) != 0 || close (fd) != 0) {
     if (n >= 0)
       saved = errno;
     unlink (tmp);
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
-                 "cannot write %s: %s", tmp, g_strerror (saved));
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved), "cannot write %s: %s", tmp,
+                 g_strerror (saved));
     return FALSE;
   }
   if (rename (tmp, path) != 0) {
     saved = errno;
     unlink (tmp);
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved),
-                 "cannot rename %s: %s", tmp, g_strerror (saved));
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved), "cannot rename %s: %s", tmp,
+                 g_strerror (saved));
     return FALSE;
   }
   return TRUE;
@@ -76,7 +76,7 @@ gn_token_key_load (gn_token_key *key, const char *path, GError **error)
   }
   if (len < sizeof key->secret) {
     g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                 "%s holds %zu bytes; a token secret needs at least %zu", path, (size_t) len,
+                 "%s holds %zu bytes; a token secret needs at least %zu", path, (size_t)len,
                  sizeof key->secret);
     return FALSE;
   }
@@ -84,8 +84,8 @@ gn_token_key_load (gn_token_key *key, const char *path, GError **error)
   if (len == sizeof key->secret)
     memcpy (key->secret, contents, sizeof key->secret);
   else
-    crypto_generichash (key->secret, sizeof key->secret, (const unsigned char *) contents, len,
-                        NULL, 0);
+    crypto_generichash (key->secret, sizeof key->secret, (const unsigned char *)contents, len, NULL,
+                        0);
   sodium_memzero (contents, len);
   return TRUE;
 }
@@ -97,7 +97,7 @@ gn_token_sign (const gn_token_key *key, const char *user_id, int ttl_s, int64_t 
   jwt_t *jwt = NULL;
   char *encoded = NULL;
   char *result = NULL;
-  long now_s = (long) (now_us / G_USEC_PER_SEC);
+  long now_s = (long)(now_us / G_USEC_PER_SEC);
   long exp_s = now_s + ttl_s;
   char jti[24];
   unsigned char jti_raw[12];
@@ -112,14 +112,14 @@ gn_token_sign (const gn_token_key *key, const char *user_id, int ttl_s, int64_t 
       || jwt_add_grant (jwt, "jti", jti) != 0 || jwt_add_grant_int (jwt, "iat", now_s) != 0
       || jwt_add_grant_int (jwt, "exp", exp_s) != 0)
     goto fail;
-  if (jwt_set_alg (jwt, JWT_ALG_HS256, key->secret, (int) sizeof key->secret) != 0)
+  if (jwt_set_alg (jwt, JWT_ALG_HS256, key->secret, (int)sizeof key->secret) != 0)
     goto fail;
   encoded = jwt_encode_str (jwt);
   if (encoded == NULL)
     goto fail;
   result = g_strdup (encoded);
   if (expires_at_us != NULL)
-    *expires_at_us = (int64_t) exp_s * G_USEC_PER_SEC;
+    *expires_at_us = (int64_t)exp_s * G_USEC_PER_SEC;
 
 fail:
   free (encoded);
@@ -136,7 +136,7 @@ gn_token_verify (const gn_token_key *key, const char *token, int64_t now_us, cha
 
   if (token == NULL || strlen (token) > 2048)
     return false;
-  if (jwt_decode (&jwt, token, key->secret, (int) sizeof key->secret) != 0 || jwt == NULL)
+  if (jwt_decode (&jwt, token, key->secret, (int)sizeof key->secret) != 0 || jwt == NULL)
     goto done;
   if (jwt_get_alg (jwt) != JWT_ALG_HS256)
     goto done;
@@ -147,11 +147,11 @@ gn_token_verify (const gn_token_key *key, const char *token, int64_t now_us, cha
     goto done;
   errno = 0;
   long exp_s = jwt_get_grant_int (jwt, "exp");
-  if (errno != 0 || exp_s <= 0 || (int64_t) exp_s * G_USEC_PER_SEC <= now_us)
+  if (errno != 0 || exp_s <= 0 || (int64_t)exp_s * G_USEC_PER_SEC <= now_us)
     goto done;
   strcpy (user_id, sub);
   if (expires_at_us != NULL)
-    *expires_at_us = (int64_t) exp_s * G_USEC_PER_SEC;
+    *expires_at_us = (int64_t)exp_s * G_USEC_PER_SEC;
   ok = true;
 
 done:
@@ -173,6 +173,6 @@ void
 gn_refresh_token_hash (const char *token, char out[65])
 {
   unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256 (digest, (const unsigned char *) token, strlen (token));
+  crypto_hash_sha256 (digest, (const unsigned char *)token, strlen (token));
   sodium_bin2hex (out, 65, digest, sizeof digest);
 }

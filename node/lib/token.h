@@ -27,8 +27,8 @@ gboolean gn_token_key_load (gn_token_key *key, const char *path, GError **error)
 char *gn_token_sign (const gn_token_key *key, const char *user_id, int ttl_s, int64_t now_us,
                      int64_t *expires_at_us);
 /* true if the signature, algorithm, type and expiry hold at now_us; copies the subject. */
-bool gn_token_verify (const gn_token_key *key, const char *token, int64_t now_us,
-                      char user_id[64], int64_t *expires_at_us);
+bool gn_token_verify (const gn_token_key *key, const char *token, int64_t now_us, char user_id[64],
+                      int64_t *expires_at_us);
 
 /* Writes GN_REFRESH_TOKEN_CHARS + 1 bytes. */
 void gn_refresh_token_new (char out[GN_REFRESH_TOKEN_CHARS + 1]);

@@ -12,15 +12,15 @@ test_alignment_and_contents (void)
   gn_arena *arena = gn_arena_new ();
   char *pointers[1000];
   for (int i = 0; i < 1000; i++) {
-    size_t size = (size_t) (i % 37) + 1;
+    size_t size = (size_t)(i % 37) + 1;
     pointers[i] = gn_arena_alloc (arena, size);
-    g_assert_cmpuint ((uintptr_t) pointers[i] % 16, ==, 0);
+    g_assert_cmpuint ((uintptr_t)pointers[i] % 16, ==, 0);
     memset (pointers[i], i & 0xff, size);
   }
   /* Nothing overlapped: each allocation still holds its own byte. */
   for (int i = 0; i < 1000; i++)
-    for (size_t j = 0; j < (size_t) (i % 37) + 1; j++)
-      g_assert_cmpint ((unsigned char) pointers[i][j], ==, i & 0xff);
+    for (size_t j = 0; j < (size_t)(i % 37) + 1; j++)
+      g_assert_cmpint ((unsigned char)pointers[i][j], ==, i & 0xff);
   gn_arena_free (arena);
 }
 
@@ -67,14 +67,13 @@ test_protobuf_allocator (void)
   protobuf_c_message_pack (&req.base, buf);
 
   gn_arena *arena = gn_arena_new ();
-  Generia__Auth__V1__RegisterRequest *decoded = generia__auth__v1__register_request__unpack (
-      gn_arena_protobuf_allocator (arena), len, buf);
+  Generia__Auth__V1__RegisterRequest *decoded
+      = generia__auth__v1__register_request__unpack (gn_arena_protobuf_allocator (arena), len, buf);
   g_assert_nonnull (decoded);
   g_assert_cmpstr (decoded->username, ==, "alice");
   g_assert_cmpstr (decoded->email, ==, "alice@example.org");
   /* Freeing through the allocator is a no-op; the arena releases everything. */
-  generia__auth__v1__register_request__free_unpacked (decoded,
-                                                      gn_arena_protobuf_allocator (arena));
+  generia__auth__v1__register_request__free_unpacked (decoded, gn_arena_protobuf_allocator (arena));
   gn_arena_free (arena);
 }
 

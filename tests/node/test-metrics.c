@@ -26,9 +26,11 @@ test_http_counters_and_histogram (void)
   g_autofree char *text = gn_metrics_render (NULL);
   g_assert_true (has_line (text, "# TYPE generia_http_requests_total counter"));
   g_assert_true (has_line (
-      text, "generia_http_requests_total{method=\"GET\",route=\"/api/v1/auth/me\",status=\"200\"} 2"));
+      text,
+      "generia_http_requests_total{method=\"GET\",route=\"/api/v1/auth/me\",status=\"200\"} 2"));
   g_assert_true (has_line (
-      text, "generia_http_requests_total{method=\"GET\",route=\"/api/v1/auth/me\",status=\"401\"} 1"));
+      text,
+      "generia_http_requests_total{method=\"GET\",route=\"/api/v1/auth/me\",status=\"401\"} 1"));
   /* Buckets are cumulative: 0.3 ms and 0.1 ms fall in le=0.0005, 30 ms in le=0.05. */
   g_assert_true (has_line (text, "generia_http_request_duration_seconds_bucket{method=\"GET\","
                                  "route=\"/api/v1/auth/me\",le=\"0.0005\"} 2"));
@@ -48,8 +50,10 @@ static void
 test_rpc_calls (void)
 {
   gn_metrics_reset ();
-  gn_rpc_call_report report = { .service = "auth", .method = "Login",
-                                .status = GRPC_STATUS_UNAUTHENTICATED, .queue_ms = 0.5,
+  gn_rpc_call_report report = { .service = "auth",
+                                .method = "Login",
+                                .status = GRPC_STATUS_UNAUTHENTICATED,
+                                .queue_ms = 0.5,
                                 .handler_ms = 1.5 };
   gn_metrics_observe_rpc (NULL, &report);
   g_autofree char *text = gn_metrics_render (NULL);
@@ -70,7 +74,8 @@ test_label_escaping (void)
   gn_metrics_observe_http (NULL, &odd);
   g_autofree char *text = gn_metrics_render (NULL);
   g_assert_true (has_line (
-      text, "generia_http_requests_total{method=\"GET\",route=\"a\\\"b\\\\c\\nd\",status=\"404\"} 1"));
+      text,
+      "generia_http_requests_total{method=\"GET\",route=\"a\\\"b\\\\c\\nd\",status=\"404\"} 1"));
   /* Every non-comment line is "name{labels} value" or "name value". */
   g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
   for (char **line = lines; *line != NULL; line++) {

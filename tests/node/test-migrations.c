@@ -103,9 +103,9 @@ race_thread (gpointer data)
   race_result *result = data;
   g_autoptr (GError) error = NULL;
   PGconn *conn = gn_pg_connect (database_url, &error);
-  result->ok = conn != NULL
-               && gn_pg_migrate (conn, "mrace", race, G_N_ELEMENTS (race), &result->applied,
-                                 &error);
+  result->ok
+      = conn != NULL
+        && gn_pg_migrate (conn, "mrace", race, G_N_ELEMENTS (race), &result->applied, &error);
   if (error != NULL)
     g_printerr ("# %s\n", error->message);
   PQfinish (conn);
@@ -149,7 +149,7 @@ test_embedded_resources (void)
   int applied = 0;
   g_assert_true (gn_pg_migrate (conn, "auth", migrations, n, &applied, &error));
   g_assert_no_error (error);
-  g_assert_cmpint (applied, ==, (int) n);
+  g_assert_cmpint (applied, ==, (int)n);
   g_assert_cmpint (count_rows (conn, "SELECT count(*) FROM information_schema.tables"
                                      " WHERE table_schema = 'auth' AND table_name = 'users'"),
                    ==, 1);
@@ -222,9 +222,9 @@ static void
 test_timestamps (void)
 {
   g_assert_cmpint (gn_pg_timestamp_us ("2026-11-26 14:00:00+00"), ==,
-                   (int64_t) 1795701600 * G_USEC_PER_SEC);
+                   (int64_t)1795701600 * G_USEC_PER_SEC);
   g_assert_cmpint (gn_pg_timestamp_us ("2026-11-26 14:00:00.25+00"), ==,
-                   (int64_t) 1795701600 * G_USEC_PER_SEC + 250000);
+                   (int64_t)1795701600 * G_USEC_PER_SEC + 250000);
   g_assert_cmpint (gn_pg_timestamp_us (""), ==, 0);
 }
 

@@ -48,97 +48,97 @@ typedef struct {
 } service_state;
 
 static void
-seen_reset(void)
+seen_reset (void)
 {
-  g_mutex_lock(&seen.lock);
+  g_mutex_lock (&seen.lock);
   seen.login_started = 0;
   seen.login_finished = 0;
   seen.nested_done = false;
   seen.nested_code = GRPC_STATUS_OK;
   seen.nested_ms = 0;
   seen.observed = 0;
-  g_mutex_unlock(&seen.lock);
+  g_mutex_unlock (&seen.lock);
 }
 
 static char *
-dup_or_empty(gn_arena *arena, const char *s)
+dup_or_empty (gn_arena *arena, const char *s)
 {
-  return gn_arena_strdup(arena, s != NULL ? s : "");
+  return gn_arena_strdup (arena, s != NULL ? s : "");
 }
 
 static Session *
-session_new(gn_arena *arena)
+session_new (gn_arena *arena)
 {
-  Session *session = gn_arena_alloc(arena, sizeof *session);
-  User *user = gn_arena_alloc(arena, sizeof *user);
-  generia__auth__v1__session__init(session);
-  generia__auth__v1__user__init(user);
+  Session *session = gn_arena_alloc (arena, sizeof *session);
+  User *user = gn_arena_alloc (arena, sizeof *user);
+  generia__auth__v1__session__init (session);
+  generia__auth__v1__user__init (user);
   session->user = user;
   return session;
 }
 
 static grpc_status_code
-handle_register(gn_rpc_call *call, const ProtobufCMessage *request, ProtobufCMessage **response)
+handle_register (gn_rpc_call *call, const ProtobufCMessage *request, ProtobufCMessage **response)
 {
   const RegisterRequest *req = (const RegisterRequest *)request;
-  gn_arena *arena = gn_rpc_call_arena(call);
-  const service_state *state = gn_rpc_call_service_data(call);
+  gn_arena *arena = gn_rpc_call_arena (call);
+  const service_state *state = gn_rpc_call_service_data (call);
 
-  if (g_str_equal(req->username, "taken"))
-    return gn_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS, "username_taken",
-                            "username %s is already taken", req->username);
-  Session *session = session_new(arena);
-  session->access_token = gn_arena_strdup(arena, req->username);
-  session->refresh_token = dup_or_empty(arena, gn_rpc_call_traceparent(call));
-  session->access_expires_at_us = (int64_t)strlen(req->password);
-  session->user->id = gn_arena_strdup(arena, gn_rpc_call_request_id(call));
-  session->user->username = dup_or_empty(arena, gn_rpc_call_user_id(call));
-  session->user->email = dup_or_empty(arena, gn_rpc_call_authorization(call));
-  session->user->display_name = gn_arena_strdup(arena, gn_rpc_call_method(call));
-  session->user->bio = gn_arena_strdup(arena, state->label);
+  if (g_str_equal (req->username, "taken"))
+    return gn_rpc_call_fail (call, GRPC_STATUS_ALREADY_EXISTS, "username_taken",
+                             "username %s is already taken", req->username);
+  Session *session = session_new (arena);
+  session->access_token = gn_arena_strdup (arena, req->username);
+  session->refresh_token = dup_or_empty (arena, gn_rpc_call_traceparent (call));
+  session->access_expires_at_us = (int64_t)strlen (req->password);
+  session->user->id = gn_arena_strdup (arena, gn_rpc_call_request_id (call));
+  session->user->username = dup_or_empty (arena, gn_rpc_call_user_id (call));
+  session->user->email = dup_or_empty (arena, gn_rpc_call_authorization (call));
+  session->user->display_name = gn_arena_strdup (arena, gn_rpc_call_method (call));
+  session->user->bio = gn_arena_strdup (arena, state->label);
   *response = &session->base;
   return GRPC_STATUS_OK;
 }
 
 static grpc_status_code
-handle_login(gn_rpc_call *call, const ProtobufCMessage *request, ProtobufCMessage **response)
+handle_login (gn_rpc_call *call, const ProtobufCMessage *request, ProtobufCMessage **response)
 {
   const LoginRequest *req = (const LoginRequest *)request;
 
-  g_mutex_lock(&seen.lock);
+  g_mutex_lock (&seen.lock);
   seen.login_started++;
-  g_cond_broadcast(&seen.cond);
-  g_mutex_unlock(&seen.lock);
+  g_cond_broadcast (&seen.cond);
+  g_mutex_unlock (&seen.lock);
 
-  g_usleep((gulong)g_ascii_strtoull(req->password, NULL, 10) * 1000);
-  Session *session = session_new(gn_rpc_call_arena(call));
-  session->access_token = gn_arena_strdup(gn_rpc_call_arena(call), req->email_or_username);
+  g_usleep ((gulong)g_ascii_strtoull (req->password, NULL, 10) * 1000);
+  Session *session = session_new (gn_rpc_call_arena (call));
+  session->access_token = gn_arena_strdup (gn_rpc_call_arena (call), req->email_or_username);
 
-  g_mutex_lock(&seen.lock);
+  g_mutex_lock (&seen.lock);
   seen.login_finished++;
-  g_cond_broadcast(&seen.cond);
-  g_mutex_unlock(&seen.lock);
+  g_cond_broadcast (&seen.cond);
+  g_mutex_unlock (&seen.lock);
   *response = &session->base;
   return GRPC_STATUS_OK;
 }
 
 static grpc_status_code
-handle_validate_token(gn_rpc_call *call, const ProtobufCMessage *request,
-                      ProtobufCMessage **response)
+handle_validate_token (gn_rpc_call *call, const ProtobufCMessage *request,
+                       ProtobufCMessage **response)
 {
-  GN_RPC_REQUIRE_USER(call);
+  GN_RPC_REQUIRE_USER (call);
   Generia__Auth__V1__ValidateTokenResponse *answer
-      = gn_arena_alloc(gn_rpc_call_arena(call), sizeof *answer);
-  generia__auth__v1__validate_token_response__init(answer);
+      = gn_arena_alloc (gn_rpc_call_arena (call), sizeof *answer);
+  generia__auth__v1__validate_token_response__init (answer);
   answer->valid = true;
-  answer->user_id = gn_arena_strdup(gn_rpc_call_arena(call), gn_rpc_call_user_id(call));
+  answer->user_id = gn_arena_strdup (gn_rpc_call_arena (call), gn_rpc_call_user_id (call));
   *response = &answer->base;
   return GRPC_STATUS_OK;
 }
 
 static grpc_status_code
-handle_get_user_info(gn_rpc_call *call, const ProtobufCMessage *request,
-                     ProtobufCMessage **response)
+handle_get_user_info (gn_rpc_call *call, const ProtobufCMessage *request,
+                      ProtobufCMessage **response)
 {
   return GRPC_STATUS_OK; /* a broken handler: OK without a response */
 }
@@ -146,10 +146,10 @@ handle_get_user_info(gn_rpc_call *call, const ProtobufCMessage *request,
 /* Calls Login (sleeping 2 s) with this call as parent and the default 5 s timeout: only the
  * parent's deadline can end it early. */
 static grpc_status_code
-handle_refresh_token(gn_rpc_call *call, const ProtobufCMessage *request,
-                     ProtobufCMessage **response)
+handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *request,
+                      ProtobufCMessage **response)
 {
-  const service_state *state = gn_rpc_call_service_data(call);
+  const service_state *state = gn_rpc_call_service_data (call);
   LoginRequest login = GENERIA__AUTH__V1__LOGIN_REQUEST__INIT;
   login.email_or_username = "nested";
   login.password = "2000";
@@ -157,17 +157,17 @@ handle_refresh_token(gn_rpc_call *call, const ProtobufCMessage *request,
   gn_rpc_status status;
   ProtobufCMessage *answer;
 
-  gint64 start = g_get_monotonic_time();
+  gint64 start = g_get_monotonic_time ();
   grpc_status_code code
-      = gn_rpc_unary(gn_rpc_client_get(state->target), AUTH_SERVICE, "Login", &login.base, &answer,
-                     gn_rpc_call_arena(call), &options, &status);
-  g_mutex_lock(&seen.lock);
+      = gn_rpc_unary (gn_rpc_client_get (state->target), AUTH_SERVICE, "Login", &login.base,
+                      &answer, gn_rpc_call_arena (call), &options, &status);
+  g_mutex_lock (&seen.lock);
   seen.nested_code = code;
-  seen.nested_ms = (g_get_monotonic_time() - start) / 1000;
+  seen.nested_ms = (g_get_monotonic_time () - start) / 1000;
   seen.nested_done = true;
-  g_cond_broadcast(&seen.cond);
-  g_mutex_unlock(&seen.lock);
-  return gn_rpc_call_fail(call, code, "nested", "nested call: %s", status.message);
+  g_cond_broadcast (&seen.cond);
+  g_mutex_unlock (&seen.lock);
+  return gn_rpc_call_fail (call, code, "nested", "nested call: %s", status.message);
 }
 
 static const gn_rpc_method auth_methods[] = {
@@ -180,28 +180,28 @@ static const gn_rpc_method auth_methods[] = {
 };
 
 static bool
-authenticate(void *data, const char *token, char user_id[64])
+authenticate (void *data, const char *token, char user_id[64])
 {
-  if (!g_str_equal(token, "good-token"))
+  if (!g_str_equal (token, "good-token"))
     return false;
-  g_strlcpy(user_id, "user-42", 64);
+  g_strlcpy (user_id, "user-42", 64);
   return true;
 }
 
 static void
-observe(void *data, const gn_rpc_call_report *report)
+observe (void *data, const gn_rpc_call_report *report)
 {
-  g_mutex_lock(&seen.lock);
-  if (seen.observed < (int)G_N_ELEMENTS(seen.observed_status)) {
+  g_mutex_lock (&seen.lock);
+  if (seen.observed < (int)G_N_ELEMENTS (seen.observed_status)) {
     seen.observed_status[seen.observed] = report->status;
-    g_strlcpy(seen.observed_method[seen.observed], report->method, 32);
-    g_strlcpy(seen.observed_request_id[seen.observed], report->request_id, 64);
+    g_strlcpy (seen.observed_method[seen.observed], report->method, 32);
+    g_strlcpy (seen.observed_request_id[seen.observed], report->request_id, 64);
   }
-  g_assert_cmpfloat(report->queue_ms, >=, 0);
-  g_assert_cmpfloat(report->handler_ms, >=, 0);
+  g_assert_cmpfloat (report->queue_ms, >=, 0);
+  g_assert_cmpfloat (report->handler_ms, >=, 0);
   seen.observed++;
-  g_cond_broadcast(&seen.cond);
-  g_mutex_unlock(&seen.lock);
+  g_cond_broadcast (&seen.cond);
+  g_mutex_unlock (&seen.lock);
 }
 
 typedef struct {
@@ -213,9 +213,9 @@ typedef struct {
 } fixture;
 
 static void
-fixture_start(fixture *f, const gn_rpc_server_options *options, bool tcp)
+fixture_start (fixture *f, const gn_rpc_server_options *options, bool tcp)
 {
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
   gn_rpc_service service = {
     .descriptor = AUTH_SERVICE,
     .methods = auth_methods,
@@ -223,89 +223,89 @@ fixture_start(fixture *f, const gn_rpc_server_options *options, bool tcp)
     .data = &f->state,
   };
 
-  seen_reset();
-  f->dir = g_dir_make_tmp("test-rpc-XXXXXX", &error);
-  g_assert_no_error(error);
-  f->server = gn_rpc_server_new(options);
-  gn_rpc_server_set_authenticator(f->server, authenticate, NULL);
-  gn_rpc_server_set_observer(f->server, observe, NULL);
-  g_assert_true(gn_rpc_server_add_service(f->server, &service, &error));
-  g_assert_no_error(error);
+  seen_reset ();
+  f->dir = g_dir_make_tmp ("test-rpc-XXXXXX", &error);
+  g_assert_no_error (error);
+  f->server = gn_rpc_server_new (options);
+  gn_rpc_server_set_authenticator (f->server, authenticate, NULL);
+  gn_rpc_server_set_observer (f->server, observe, NULL);
+  g_assert_true (gn_rpc_server_add_service (f->server, &service, &error));
+  g_assert_no_error (error);
   if (tcp) {
-    g_assert_true(gn_rpc_server_listen(f->server, "127.0.0.1:0", &f->port, &error));
-    g_assert_no_error(error);
-    g_assert_cmpint(f->port, >, 0);
-    f->target = g_strdup_printf("127.0.0.1:%d", f->port);
+    g_assert_true (gn_rpc_server_listen (f->server, "127.0.0.1:0", &f->port, &error));
+    g_assert_no_error (error);
+    g_assert_cmpint (f->port, >, 0);
+    f->target = g_strdup_printf ("127.0.0.1:%d", f->port);
   } else {
-    f->target = g_strdup_printf("unix:%s/rpc.sock", f->dir);
-    g_assert_true(gn_rpc_server_listen(f->server, f->target, NULL, &error));
-    g_assert_no_error(error);
+    f->target = g_strdup_printf ("unix:%s/rpc.sock", f->dir);
+    g_assert_true (gn_rpc_server_listen (f->server, f->target, NULL, &error));
+    g_assert_no_error (error);
   }
   f->state.target = f->target;
   f->state.label = "state-of-auth";
-  g_assert_true(gn_rpc_server_start(f->server, &error));
-  g_assert_no_error(error);
+  g_assert_true (gn_rpc_server_start (f->server, &error));
+  g_assert_no_error (error);
 }
 
 static void
-fixture_stop(fixture *f)
+fixture_stop (fixture *f)
 {
-  gn_rpc_server_shutdown(f->server, 1000);
-  gn_rpc_server_free(f->server);
-  if (g_str_has_prefix(f->target, "unix:"))
-    g_unlink(f->target + strlen("unix:"));
-  g_assert_no_errno(g_rmdir(f->dir));
-  g_free(f->target);
-  g_free(f->dir);
+  gn_rpc_server_shutdown (f->server, 1000);
+  gn_rpc_server_free (f->server);
+  if (g_str_has_prefix (f->target, "unix:"))
+    g_unlink (f->target + strlen ("unix:"));
+  g_assert_no_errno (g_rmdir (f->dir));
+  g_free (f->target);
+  g_free (f->dir);
 }
 
 static grpc_status_code
-call_register(const char *target, const char *username, const gn_rpc_call_options *options,
-              gn_arena *arena, Session **session, gn_rpc_status *status)
+call_register (const char *target, const char *username, const gn_rpc_call_options *options,
+               gn_arena *arena, Session **session, gn_rpc_status *status)
 {
   RegisterRequest request = GENERIA__AUTH__V1__REGISTER_REQUEST__INIT;
   ProtobufCMessage *response = NULL;
   request.username = (char *)username;
   request.password = "secret-password";
-  grpc_status_code code = gn_rpc_unary(gn_rpc_client_get(target), AUTH_SERVICE, "Register",
-                                       &request.base, &response, arena, options, status);
+  grpc_status_code code = gn_rpc_unary (gn_rpc_client_get (target), AUTH_SERVICE, "Register",
+                                        &request.base, &response, arena, options, status);
   if (code != GRPC_STATUS_OK)
-    g_test_message("Register %s: %s %s", username, gn_rpc_status_name(code), status->message);
+    g_test_message ("Register %s: %s %s", username, gn_rpc_status_name (code), status->message);
   *session = (Session *)response;
   return code;
 }
 
 static grpc_status_code
-call_login(const char *target, const char *name, int sleep_ms, int timeout_ms, gn_arena *arena,
-           gn_rpc_status *status)
+call_login (const char *target, const char *name, int sleep_ms, int timeout_ms, gn_arena *arena,
+            gn_rpc_status *status)
 {
   LoginRequest request = GENERIA__AUTH__V1__LOGIN_REQUEST__INIT;
   ProtobufCMessage *response = NULL;
   char sleep_text[16];
-  g_snprintf(sleep_text, sizeof sleep_text, "%d", sleep_ms);
+  g_snprintf (sleep_text, sizeof sleep_text, "%d", sleep_ms);
   request.email_or_username = (char *)name;
   request.password = sleep_text;
   gn_rpc_call_options options = { .timeout_ms = timeout_ms };
-  grpc_status_code code = gn_rpc_unary(gn_rpc_client_get(target), AUTH_SERVICE, "Login",
-                                       &request.base, &response, arena, &options, status);
+  grpc_status_code code = gn_rpc_unary (gn_rpc_client_get (target), AUTH_SERVICE, "Login",
+                                        &request.base, &response, arena, &options, status);
   if (code == GRPC_STATUS_OK)
-    g_assert_cmpstr(((Session *)response)->access_token, ==, name);
+    g_assert_cmpstr (((Session *)response)->access_token, ==, name);
   else
-    g_test_message("Login %s: %s %s", name, gn_rpc_status_name(code), status->message);
+    g_test_message ("Login %s: %s %s", name, gn_rpc_status_name (code), status->message);
   return code;
 }
 
 /* Waits (up to 10 s) until the observer has seen `count` calls. */
 static void
-wait_observed(int count)
+wait_observed (int count)
 {
-  gint64 end = g_get_monotonic_time() + 10 * G_TIME_SPAN_SECOND;
-  g_mutex_lock(&seen.lock);
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  g_mutex_lock (&seen.lock);
   while (seen.observed < count)
-    if (!g_cond_wait_until(&seen.cond, &seen.lock, end))
+    if (!g_cond_wait_until (&seen.cond, &seen.lock, end))
       break;
-  g_assert_cmpint(seen.observed, >=, count);
-  g_mutex_unlock(&seen.lock);
+  g_assert_cmpint (seen.observed, >=, count);
+  g_mutex_unlock (&seen.lock);
 }
 
 /* A raw gRPC core call, to see the initial metadata and to send arbitrary bytes or paths. */
@@ -317,49 +317,49 @@ typedef struct {
 } raw_result;
 
 static void
-raw_result_clear(raw_result *result)
+raw_result_clear (raw_result *result)
 {
-  g_free(result->details);
-  g_free(result->reason);
-  g_free(result->echoed_request_id);
+  g_free (result->details);
+  g_free (result->reason);
+  g_free (result->echoed_request_id);
 }
 
 static char *
-metadata_dup(const grpc_metadata_array *metadata, const char *key)
+metadata_dup (const grpc_metadata_array *metadata, const char *key)
 {
   for (size_t i = 0; i < metadata->count; i++)
-    if (grpc_slice_str_cmp(metadata->metadata[i].key, key) == 0)
-      return g_strndup((const char *)GRPC_SLICE_START_PTR(metadata->metadata[i].value),
-                       GRPC_SLICE_LENGTH(metadata->metadata[i].value));
+    if (grpc_slice_str_cmp (metadata->metadata[i].key, key) == 0)
+      return g_strndup ((const char *)GRPC_SLICE_START_PTR (metadata->metadata[i].value),
+                        GRPC_SLICE_LENGTH (metadata->metadata[i].value));
   return NULL;
 }
 
 static void
-raw_call(const char *target, const char *path, const void *payload, size_t payload_length,
-         const char *request_id, raw_result *result)
+raw_call (const char *target, const char *path, const void *payload, size_t payload_length,
+          const char *request_id, raw_result *result)
 {
-  grpc_channel_credentials *credentials = grpc_insecure_credentials_create();
-  grpc_channel *channel = grpc_channel_create(target, credentials, NULL);
-  grpc_channel_credentials_release(credentials);
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-  grpc_slice method = grpc_slice_from_copied_string(path);
+  grpc_channel_credentials *credentials = grpc_insecure_credentials_create ();
+  grpc_channel *channel = grpc_channel_create (target, credentials, NULL);
+  grpc_channel_credentials_release (credentials);
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck (NULL);
+  grpc_slice method = grpc_slice_from_copied_string (path);
   gpr_timespec deadline
-      = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(5000, GPR_TIMESPAN));
-  grpc_call *call = grpc_channel_create_call(channel, NULL, 0, cq, method, NULL, deadline, NULL);
-  grpc_slice payload_slice = grpc_slice_from_copied_buffer(payload, payload_length);
-  grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&payload_slice, 1);
+      = gpr_time_add (gpr_now (GPR_CLOCK_MONOTONIC), gpr_time_from_millis (5000, GPR_TIMESPAN));
+  grpc_call *call = grpc_channel_create_call (channel, NULL, 0, cq, method, NULL, deadline, NULL);
+  grpc_slice payload_slice = grpc_slice_from_copied_buffer (payload, payload_length);
+  grpc_byte_buffer *send = grpc_raw_byte_buffer_create (&payload_slice, 1);
   grpc_byte_buffer *received = NULL;
   grpc_metadata metadata = {
-    .key = grpc_slice_from_static_string("x-request-id"),
-    .value = grpc_slice_from_copied_string(request_id != NULL ? request_id : ""),
+    .key = grpc_slice_from_static_string ("x-request-id"),
+    .value = grpc_slice_from_copied_string (request_id != NULL ? request_id : ""),
   };
   grpc_metadata_array initial, trailing;
   grpc_slice details;
   grpc_op ops[6];
 
-  grpc_metadata_array_init(&initial);
-  grpc_metadata_array_init(&trailing);
-  memset(ops, 0, sizeof ops);
+  grpc_metadata_array_init (&initial);
+  grpc_metadata_array_init (&trailing);
+  memset (ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[0].data.send_initial_metadata.count = request_id != NULL ? 1 : 0;
   ops[0].data.send_initial_metadata.metadata = &metadata;
@@ -374,337 +374,338 @@ raw_call(const char *target, const char *path, const void *payload, size_t paylo
   ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
   ops[5].data.recv_status_on_client.status = &result->code;
   ops[5].data.recv_status_on_client.status_details = &details;
-  g_assert_cmpint(grpc_call_start_batch(call, ops, 6, ops, NULL), ==, GRPC_CALL_OK);
-  grpc_event event = grpc_completion_queue_pluck(cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-  g_assert_cmpint(event.type, ==, GRPC_OP_COMPLETE);
-  g_assert_true(event.success);
+  g_assert_cmpint (grpc_call_start_batch (call, ops, 6, ops, NULL), ==, GRPC_CALL_OK);
+  grpc_event event
+      = grpc_completion_queue_pluck (cq, ops, gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
+  g_assert_cmpint (event.type, ==, GRPC_OP_COMPLETE);
+  g_assert_true (event.success);
 
   result->details
-      = g_strndup((const char *)GRPC_SLICE_START_PTR(details), GRPC_SLICE_LENGTH(details));
-  result->reason = metadata_dup(&trailing, "x-error-code");
-  result->echoed_request_id = metadata_dup(&initial, "x-request-id");
+      = g_strndup ((const char *)GRPC_SLICE_START_PTR (details), GRPC_SLICE_LENGTH (details));
+  result->reason = metadata_dup (&trailing, "x-error-code");
+  result->echoed_request_id = metadata_dup (&initial, "x-request-id");
 
-  grpc_slice_unref(details);
-  grpc_slice_unref(metadata.value);
-  grpc_slice_unref(payload_slice);
-  grpc_slice_unref(method);
+  grpc_slice_unref (details);
+  grpc_slice_unref (metadata.value);
+  grpc_slice_unref (payload_slice);
+  grpc_slice_unref (method);
   if (received != NULL)
-    grpc_byte_buffer_destroy(received);
-  grpc_byte_buffer_destroy(send);
-  grpc_metadata_array_destroy(&initial);
-  grpc_metadata_array_destroy(&trailing);
-  grpc_call_unref(call);
-  grpc_completion_queue_shutdown(cq);
-  while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type
+    grpc_byte_buffer_destroy (received);
+  grpc_byte_buffer_destroy (send);
+  grpc_metadata_array_destroy (&initial);
+  grpc_metadata_array_destroy (&trailing);
+  grpc_call_unref (call);
+  grpc_completion_queue_shutdown (cq);
+  while (grpc_completion_queue_pluck (cq, NULL, gpr_inf_future (GPR_CLOCK_REALTIME), NULL).type
          != GRPC_QUEUE_SHUTDOWN)
     ;
-  grpc_completion_queue_destroy(cq);
-  grpc_channel_destroy(channel);
+  grpc_completion_queue_destroy (cq);
+  grpc_channel_destroy (channel);
 }
 
 /* Tests. */
 
 static void
-test_status_names(void)
+test_status_names (void)
 {
-  g_assert_cmpstr(gn_rpc_status_name(GRPC_STATUS_OK), ==, "OK");
-  g_assert_cmpstr(gn_rpc_status_name(GRPC_STATUS_NOT_FOUND), ==, "NOT_FOUND");
-  g_assert_cmpstr(gn_rpc_status_name(GRPC_STATUS_RESOURCE_EXHAUSTED), ==, "RESOURCE_EXHAUSTED");
-  g_assert_cmpstr(gn_rpc_status_name(GRPC_STATUS_UNAUTHENTICATED), ==, "UNAUTHENTICATED");
+  g_assert_cmpstr (gn_rpc_status_name (GRPC_STATUS_OK), ==, "OK");
+  g_assert_cmpstr (gn_rpc_status_name (GRPC_STATUS_NOT_FOUND), ==, "NOT_FOUND");
+  g_assert_cmpstr (gn_rpc_status_name (GRPC_STATUS_RESOURCE_EXHAUSTED), ==, "RESOURCE_EXHAUSTED");
+  g_assert_cmpstr (gn_rpc_status_name (GRPC_STATUS_UNAUTHENTICATED), ==, "UNAUTHENTICATED");
   for (int code = GRPC_STATUS_OK; code <= GRPC_STATUS_UNAUTHENTICATED; code++) {
-    const char *name = gn_rpc_status_name((grpc_status_code)code);
-    g_assert_nonnull(name);
-    g_assert_cmpstr(name, !=, "INVALID_STATUS");
+    const char *name = gn_rpc_status_name ((grpc_status_code)code);
+    g_assert_nonnull (name);
+    g_assert_cmpstr (name, !=, "INVALID_STATUS");
     for (const char *c = name; *c != '\0'; c++)
-      g_assert_true(g_ascii_isupper(*c) || *c == '_');
+      g_assert_true (g_ascii_isupper (*c) || *c == '_');
   }
-  g_assert_cmpstr(gn_rpc_status_name((grpc_status_code)99), ==, "INVALID_STATUS");
-  g_assert_cmpstr(gn_rpc_status_name((grpc_status_code)-1), ==, "INVALID_STATUS");
+  g_assert_cmpstr (gn_rpc_status_name ((grpc_status_code)99), ==, "INVALID_STATUS");
+  g_assert_cmpstr (gn_rpc_status_name ((grpc_status_code)-1), ==, "INVALID_STATUS");
 }
 
 static void
-check_round_trip(bool tcp)
+check_round_trip (bool tcp)
 {
   fixture f = { 0 };
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
   Session *session;
 
-  fixture_start(&f, NULL, tcp);
-  g_assert_cmpint(call_register(f.target, "alice", NULL, arena, &session, &status), ==,
-                  GRPC_STATUS_OK);
-  g_assert_cmpint(status.code, ==, GRPC_STATUS_OK);
-  g_assert_cmpstr(status.message, ==, "");
-  g_assert_cmpstr(status.reason, ==, "");
-  g_assert_nonnull(session);
-  g_assert_cmpstr(session->access_token, ==, "alice");
-  g_assert_cmpint(session->access_expires_at_us, ==, strlen("secret-password"));
-  g_assert_cmpstr(session->user->display_name, ==, "Register");
-  g_assert_cmpstr(session->user->bio, ==, "state-of-auth");
+  fixture_start (&f, NULL, tcp);
+  g_assert_cmpint (call_register (f.target, "alice", NULL, arena, &session, &status), ==,
+                   GRPC_STATUS_OK);
+  g_assert_cmpint (status.code, ==, GRPC_STATUS_OK);
+  g_assert_cmpstr (status.message, ==, "");
+  g_assert_cmpstr (status.reason, ==, "");
+  g_assert_nonnull (session);
+  g_assert_cmpstr (session->access_token, ==, "alice");
+  g_assert_cmpint (session->access_expires_at_us, ==, strlen ("secret-password"));
+  g_assert_cmpstr (session->user->display_name, ==, "Register");
+  g_assert_cmpstr (session->user->bio, ==, "state-of-auth");
   /* No request id given: the server generated one. */
-  g_assert_cmpuint(strlen(session->user->id), >=, 32);
-  g_assert_cmpint(call_login(f.target, "bob", 0, 0, arena, &status), ==, GRPC_STATUS_OK);
+  g_assert_cmpuint (strlen (session->user->id), >=, 32);
+  g_assert_cmpint (call_login (f.target, "bob", 0, 0, arena, &status), ==, GRPC_STATUS_OK);
 
-  wait_observed(2);
-  g_mutex_lock(&seen.lock);
-  g_assert_cmpint(seen.observed_status[0], ==, GRPC_STATUS_OK);
-  g_assert_cmpstr(seen.observed_method[0], ==, "Register");
-  g_assert_cmpstr(seen.observed_request_id[0], ==, session->user->id);
-  g_assert_cmpstr(seen.observed_method[1], ==, "Login");
-  g_mutex_unlock(&seen.lock);
+  wait_observed (2);
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.observed_status[0], ==, GRPC_STATUS_OK);
+  g_assert_cmpstr (seen.observed_method[0], ==, "Register");
+  g_assert_cmpstr (seen.observed_request_id[0], ==, session->user->id);
+  g_assert_cmpstr (seen.observed_method[1], ==, "Login");
+  g_mutex_unlock (&seen.lock);
 
-  fixture_stop(&f);
-  gn_arena_free(arena);
+  fixture_stop (&f);
+  gn_arena_free (arena);
 }
 
 static void
-test_round_trip_unix(void)
+test_round_trip_unix (void)
 {
-  check_round_trip(false);
+  check_round_trip (false);
 }
 
 static void
-test_round_trip_tcp(void)
+test_round_trip_tcp (void)
 {
-  check_round_trip(true);
+  check_round_trip (true);
 }
 
 static void
-test_metadata(void)
+test_metadata (void)
 {
   fixture f = { 0 };
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
   Session *session;
   raw_result raw = { 0 };
 
-  fixture_start(&f, NULL, false);
+  fixture_start (&f, NULL, false);
   gn_rpc_call_options options = {
     .request_id = "req-1234",
     .traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
   };
-  g_assert_cmpint(call_register(f.target, "carol", &options, arena, &session, &status), ==,
-                  GRPC_STATUS_OK);
-  g_assert_cmpstr(session->user->id, ==, "req-1234");
-  g_assert_cmpstr(session->refresh_token, ==, options.traceparent);
-  g_assert_cmpstr(session->user->email, ==, "");
+  g_assert_cmpint (call_register (f.target, "carol", &options, arena, &session, &status), ==,
+                   GRPC_STATUS_OK);
+  g_assert_cmpstr (session->user->id, ==, "req-1234");
+  g_assert_cmpstr (session->refresh_token, ==, options.traceparent);
+  g_assert_cmpstr (session->user->email, ==, "");
 
   /* The request id comes back in the initial metadata. */
   RegisterRequest request = GENERIA__AUTH__V1__REGISTER_REQUEST__INIT;
   request.username = "dave";
   guint8 bytes[64];
-  size_t length = protobuf_c_message_pack(&request.base, bytes);
-  raw_call(f.target, "/generia.auth.v1.AuthService/Register", bytes, length, "req-echo-1", &raw);
-  g_assert_cmpint(raw.code, ==, GRPC_STATUS_OK);
-  g_assert_cmpstr(raw.echoed_request_id, ==, "req-echo-1");
-  raw_result_clear(&raw);
+  size_t length = protobuf_c_message_pack (&request.base, bytes);
+  raw_call (f.target, "/generia.auth.v1.AuthService/Register", bytes, length, "req-echo-1", &raw);
+  g_assert_cmpint (raw.code, ==, GRPC_STATUS_OK);
+  g_assert_cmpstr (raw.echoed_request_id, ==, "req-echo-1");
+  raw_result_clear (&raw);
 
   /* An id that could corrupt a log line is replaced by a generated one. */
-  memset(&raw, 0, sizeof raw);
-  raw_call(f.target, "/generia.auth.v1.AuthService/Register", bytes, length, "bad id\"x", &raw);
-  g_assert_cmpint(raw.code, ==, GRPC_STATUS_OK);
-  g_assert_nonnull(raw.echoed_request_id);
-  g_assert_cmpstr(raw.echoed_request_id, !=, "bad id\"x");
-  g_assert_cmpuint(strlen(raw.echoed_request_id), >=, 32);
-  raw_result_clear(&raw);
+  memset (&raw, 0, sizeof raw);
+  raw_call (f.target, "/generia.auth.v1.AuthService/Register", bytes, length, "bad id\"x", &raw);
+  g_assert_cmpint (raw.code, ==, GRPC_STATUS_OK);
+  g_assert_nonnull (raw.echoed_request_id);
+  g_assert_cmpstr (raw.echoed_request_id, !=, "bad id\"x");
+  g_assert_cmpuint (strlen (raw.echoed_request_id), >=, 32);
+  raw_result_clear (&raw);
 
-  fixture_stop(&f);
-  gn_arena_free(arena);
+  fixture_stop (&f);
+  gn_arena_free (arena);
 }
 
 static void
-test_authenticator(void)
+test_authenticator (void)
 {
   fixture f = { 0 };
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
   Session *session;
   Generia__Auth__V1__ValidateTokenRequest request = GENERIA__AUTH__V1__VALIDATE_TOKEN_REQUEST__INIT;
   ProtobufCMessage *response;
 
-  fixture_start(&f, NULL, false);
-  gn_rpc_client *client = gn_rpc_client_get(f.target);
+  fixture_start (&f, NULL, false);
+  gn_rpc_client *client = gn_rpc_client_get (f.target);
 
   gn_rpc_call_options good = { .authorization = "Bearer good-token" };
-  g_assert_cmpint(call_register(f.target, "erin", &good, arena, &session, &status), ==,
-                  GRPC_STATUS_OK);
-  g_assert_cmpstr(session->user->username, ==, "user-42");
-  g_assert_cmpstr(session->user->email, ==, "Bearer good-token");
-  g_assert_cmpint(gn_rpc_unary(client, AUTH_SERVICE, "ValidateToken", &request.base, &response,
-                               arena, &good, &status),
-                  ==, GRPC_STATUS_OK);
-  g_assert_cmpstr(((Generia__Auth__V1__ValidateTokenResponse *)response)->user_id, ==, "user-42");
+  g_assert_cmpint (call_register (f.target, "erin", &good, arena, &session, &status), ==,
+                   GRPC_STATUS_OK);
+  g_assert_cmpstr (session->user->username, ==, "user-42");
+  g_assert_cmpstr (session->user->email, ==, "Bearer good-token");
+  g_assert_cmpint (gn_rpc_unary (client, AUTH_SERVICE, "ValidateToken", &request.base, &response,
+                                 arena, &good, &status),
+                   ==, GRPC_STATUS_OK);
+  g_assert_cmpstr (((Generia__Auth__V1__ValidateTokenResponse *)response)->user_id, ==, "user-42");
 
   gn_rpc_call_options bad = { .authorization = "Bearer forged" };
-  g_assert_cmpint(call_register(f.target, "erin", &bad, arena, &session, &status), ==,
-                  GRPC_STATUS_UNAUTHENTICATED);
-  g_assert_null(session);
-  g_assert_cmpstr(status.reason, ==, "invalid_token");
+  g_assert_cmpint (call_register (f.target, "erin", &bad, arena, &session, &status), ==,
+                   GRPC_STATUS_UNAUTHENTICATED);
+  g_assert_null (session);
+  g_assert_cmpstr (status.reason, ==, "invalid_token");
 
   /* Without a token the handler decides: this one requires a user. */
-  g_assert_cmpint(gn_rpc_unary(client, AUTH_SERVICE, "ValidateToken", &request.base, &response,
-                               arena, NULL, &status),
-                  ==, GRPC_STATUS_UNAUTHENTICATED);
-  g_assert_cmpstr(status.message, ==, "sign-in required");
-  g_assert_cmpstr(status.reason, ==, "unauthenticated");
+  g_assert_cmpint (gn_rpc_unary (client, AUTH_SERVICE, "ValidateToken", &request.base, &response,
+                                 arena, NULL, &status),
+                   ==, GRPC_STATUS_UNAUTHENTICATED);
+  g_assert_cmpstr (status.message, ==, "sign-in required");
+  g_assert_cmpstr (status.reason, ==, "unauthenticated");
   /* ...and this one does not. */
-  g_assert_cmpint(call_register(f.target, "frank", NULL, arena, &session, &status), ==,
-                  GRPC_STATUS_OK);
-  g_assert_cmpstr(session->user->username, ==, "");
+  g_assert_cmpint (call_register (f.target, "frank", NULL, arena, &session, &status), ==,
+                   GRPC_STATUS_OK);
+  g_assert_cmpstr (session->user->username, ==, "");
 
-  fixture_stop(&f);
-  gn_arena_free(arena);
+  fixture_stop (&f);
+  gn_arena_free (arena);
 }
 
 static void
-test_errors(void)
+test_errors (void)
 {
   fixture f = { 0 };
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
   Session *session;
   Generia__Auth__V1__GetUserInfoRequest info = GENERIA__AUTH__V1__GET_USER_INFO_REQUEST__INIT;
   ProtobufCMessage *response;
   raw_result raw = { 0 };
 
-  fixture_start(&f, NULL, false);
-  g_assert_cmpint(call_register(f.target, "taken", NULL, arena, &session, &status), ==,
-                  GRPC_STATUS_ALREADY_EXISTS);
-  g_assert_cmpint(status.code, ==, GRPC_STATUS_ALREADY_EXISTS);
-  g_assert_cmpstr(status.message, ==, "username taken is already taken");
-  g_assert_cmpstr(status.reason, ==, "username_taken");
-  g_assert_null(session);
+  fixture_start (&f, NULL, false);
+  g_assert_cmpint (call_register (f.target, "taken", NULL, arena, &session, &status), ==,
+                   GRPC_STATUS_ALREADY_EXISTS);
+  g_assert_cmpint (status.code, ==, GRPC_STATUS_ALREADY_EXISTS);
+  g_assert_cmpstr (status.message, ==, "username taken is already taken");
+  g_assert_cmpstr (status.reason, ==, "username_taken");
+  g_assert_null (session);
 
   /* A handler that claims success without a response is an internal error, not a crash. */
-  g_assert_cmpint(gn_rpc_unary(gn_rpc_client_get(f.target), AUTH_SERVICE, "GetUserInfo", &info.base,
-                               &response, arena, NULL, &status),
-                  ==, GRPC_STATUS_INTERNAL);
-  g_assert_cmpstr(status.message, ==, "internal error");
+  g_assert_cmpint (gn_rpc_unary (gn_rpc_client_get (f.target), AUTH_SERVICE, "GetUserInfo",
+                                 &info.base, &response, arena, NULL, &status),
+                   ==, GRPC_STATUS_INTERNAL);
+  g_assert_cmpstr (status.message, ==, "internal error");
 
   /* Bytes that are no RegisterRequest (field 1 as a varint with a truncated value). */
   static const guint8 garbage[] = { 0x0a, 0xff, 0xff };
-  raw_call(f.target, "/generia.auth.v1.AuthService/Register", garbage, sizeof garbage, NULL, &raw);
-  g_assert_cmpint(raw.code, ==, GRPC_STATUS_INVALID_ARGUMENT);
-  g_assert_cmpstr(raw.details, ==, "malformed request");
-  g_assert_cmpstr(raw.reason, ==, "malformed_request");
-  raw_result_clear(&raw);
+  raw_call (f.target, "/generia.auth.v1.AuthService/Register", garbage, sizeof garbage, NULL, &raw);
+  g_assert_cmpint (raw.code, ==, GRPC_STATUS_INVALID_ARGUMENT);
+  g_assert_cmpstr (raw.details, ==, "malformed request");
+  g_assert_cmpstr (raw.reason, ==, "malformed_request");
+  raw_result_clear (&raw);
 
   /* The client refuses a request of the wrong type before sending anything. */
-  g_assert_cmpint(gn_rpc_unary(gn_rpc_client_get(f.target), AUTH_SERVICE, "Register", &info.base,
-                               &response, arena, NULL, &status),
-                  ==, GRPC_STATUS_INVALID_ARGUMENT);
+  g_assert_cmpint (gn_rpc_unary (gn_rpc_client_get (f.target), AUTH_SERVICE, "Register", &info.base,
+                                 &response, arena, NULL, &status),
+                   ==, GRPC_STATUS_INVALID_ARGUMENT);
 
-  fixture_stop(&f);
-  gn_arena_free(arena);
+  fixture_stop (&f);
+  gn_arena_free (arena);
 }
 
 static void
-test_unimplemented(void)
+test_unimplemented (void)
 {
   fixture f = { 0 };
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
   Generia__Auth__V1__LogoutRequest request = GENERIA__AUTH__V1__LOGOUT_REQUEST__INIT;
   ProtobufCMessage *response;
   raw_result raw = { 0 };
 
-  fixture_start(&f, NULL, false);
-  gint64 start = g_get_monotonic_time();
+  fixture_start (&f, NULL, false);
+  gint64 start = g_get_monotonic_time ();
   /* In the descriptor, but this server registered no handler for it. */
-  g_assert_cmpint(gn_rpc_unary(gn_rpc_client_get(f.target), AUTH_SERVICE, "Logout", &request.base,
-                               &response, arena, NULL, &status),
-                  ==, GRPC_STATUS_UNIMPLEMENTED);
-  g_assert_cmpstr(status.message, ==, "unknown method /generia.auth.v1.AuthService/Logout");
-  g_assert_cmpstr(status.reason, ==, "unknown_method");
+  g_assert_cmpint (gn_rpc_unary (gn_rpc_client_get (f.target), AUTH_SERVICE, "Logout",
+                                 &request.base, &response, arena, NULL, &status),
+                   ==, GRPC_STATUS_UNIMPLEMENTED);
+  g_assert_cmpstr (status.message, ==, "unknown method /generia.auth.v1.AuthService/Logout");
+  g_assert_cmpstr (status.reason, ==, "unknown_method");
 
-  raw_call(f.target, "/x.Y/Z", "", 0, "req-unknown", &raw);
-  g_assert_cmpint(raw.code, ==, GRPC_STATUS_UNIMPLEMENTED);
-  g_assert_cmpstr(raw.details, ==, "unknown method /x.Y/Z");
-  g_assert_cmpstr(raw.echoed_request_id, ==, "req-unknown");
-  raw_result_clear(&raw);
+  raw_call (f.target, "/x.Y/Z", "", 0, "req-unknown", &raw);
+  g_assert_cmpint (raw.code, ==, GRPC_STATUS_UNIMPLEMENTED);
+  g_assert_cmpstr (raw.details, ==, "unknown method /x.Y/Z");
+  g_assert_cmpstr (raw.echoed_request_id, ==, "req-unknown");
+  raw_result_clear (&raw);
   /* At once, not after the 5 s deadline. */
-  g_assert_cmpint(g_get_monotonic_time() - start, <, 2 * G_TIME_SPAN_SECOND);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 2 * G_TIME_SPAN_SECOND);
 
-  wait_observed(2);
-  g_mutex_lock(&seen.lock);
-  g_assert_cmpint(seen.observed_status[0], ==, GRPC_STATUS_UNIMPLEMENTED);
-  g_mutex_unlock(&seen.lock);
+  wait_observed (2);
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.observed_status[0], ==, GRPC_STATUS_UNIMPLEMENTED);
+  g_mutex_unlock (&seen.lock);
 
   /* A method the descriptor does not have never leaves the client. */
-  g_assert_cmpint(gn_rpc_unary(gn_rpc_client_get(f.target), AUTH_SERVICE, "Nope", &request.base,
-                               &response, arena, NULL, &status),
-                  ==, GRPC_STATUS_UNIMPLEMENTED);
+  g_assert_cmpint (gn_rpc_unary (gn_rpc_client_get (f.target), AUTH_SERVICE, "Nope", &request.base,
+                                 &response, arena, NULL, &status),
+                   ==, GRPC_STATUS_UNIMPLEMENTED);
 
-  fixture_stop(&f);
-  gn_arena_free(arena);
+  fixture_stop (&f);
+  gn_arena_free (arena);
 }
 
 static void
-test_unavailable(void)
+test_unavailable (void)
 {
-  g_autoptr(GError) error = NULL;
-  g_autofree char *dir = g_dir_make_tmp("test-rpc-XXXXXX", &error);
-  g_autofree char *target = g_strdup_printf("unix:%s/nobody.sock", dir);
-  gn_arena *arena = gn_arena_new();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("test-rpc-XXXXXX", &error);
+  g_autofree char *target = g_strdup_printf ("unix:%s/nobody.sock", dir);
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
   Session *session;
 
-  g_assert_cmpint(call_register(target, "gina", NULL, arena, &session, &status), ==,
-                  GRPC_STATUS_UNAVAILABLE);
-  g_autofree char *expected = g_strdup_printf("AuthService unavailable at %s: ", target);
-  g_assert_true(g_str_has_prefix(status.message, expected));
-  g_assert_cmpuint(strlen(status.message), >, strlen(expected));
-  g_test_message("unavailable: %s", status.message);
+  g_assert_cmpint (call_register (target, "gina", NULL, arena, &session, &status), ==,
+                   GRPC_STATUS_UNAVAILABLE);
+  g_autofree char *expected = g_strdup_printf ("AuthService unavailable at %s: ", target);
+  g_assert_true (g_str_has_prefix (status.message, expected));
+  g_assert_cmpuint (strlen (status.message), >, strlen (expected));
+  g_test_message ("unavailable: %s", status.message);
 
-  g_assert_no_errno(g_rmdir(dir));
-  gn_arena_free(arena);
+  g_assert_no_errno (g_rmdir (dir));
+  gn_arena_free (arena);
 }
 
 static void
-test_large_message(void)
+test_large_message (void)
 {
   fixture f = { 0 };
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
   ProtobufCMessage *response;
   RegisterRequest request = GENERIA__AUTH__V1__REGISTER_REQUEST__INIT;
   size_t size = 6 * 1024 * 1024; /* over gRPC's default 4 MiB limit */
-  char *password = g_malloc(size + 1);
+  char *password = g_malloc (size + 1);
 
-  memset(password, 'p', size);
+  memset (password, 'p', size);
   password[size] = '\0';
   request.username = "big";
   request.password = password;
-  fixture_start(&f, NULL, false);
-  g_assert_cmpint(gn_rpc_unary(gn_rpc_client_get(f.target), AUTH_SERVICE, "Register", &request.base,
-                               &response, arena, NULL, &status),
-                  ==, GRPC_STATUS_OK);
-  g_assert_cmpint(((Session *)response)->access_expires_at_us, ==, size);
-  fixture_stop(&f);
-  g_free(password);
-  gn_arena_free(arena);
+  fixture_start (&f, NULL, false);
+  g_assert_cmpint (gn_rpc_unary (gn_rpc_client_get (f.target), AUTH_SERVICE, "Register",
+                                 &request.base, &response, arena, NULL, &status),
+                   ==, GRPC_STATUS_OK);
+  g_assert_cmpint (((Session *)response)->access_expires_at_us, ==, size);
+  fixture_stop (&f);
+  g_free (password);
+  gn_arena_free (arena);
 }
 
 static void
-test_deadline_exceeded(void)
+test_deadline_exceeded (void)
 {
   fixture f = { 0 };
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
 
-  fixture_start(&f, NULL, false);
-  gint64 start = g_get_monotonic_time();
-  g_assert_cmpint(call_login(f.target, "slow", 500, 100, arena, &status), ==,
-                  GRPC_STATUS_DEADLINE_EXCEEDED);
-  g_assert_cmpint(g_get_monotonic_time() - start, <, 450 * 1000);
+  fixture_start (&f, NULL, false);
+  gint64 start = g_get_monotonic_time ();
+  g_assert_cmpint (call_login (f.target, "slow", 500, 100, arena, &status), ==,
+                   GRPC_STATUS_DEADLINE_EXCEEDED);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 450 * 1000);
 
   /* The handler still finishes; the observer records that the client was gone by then. */
-  wait_observed(1);
-  g_mutex_lock(&seen.lock);
-  g_assert_cmpint(seen.observed_status[0], ==, GRPC_STATUS_DEADLINE_EXCEEDED);
-  g_mutex_unlock(&seen.lock);
-  fixture_stop(&f);
-  gn_arena_free(arena);
+  wait_observed (1);
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.observed_status[0], ==, GRPC_STATUS_DEADLINE_EXCEEDED);
+  g_mutex_unlock (&seen.lock);
+  fixture_stop (&f);
+  gn_arena_free (arena);
 }
 
 typedef struct {
@@ -717,121 +718,121 @@ typedef struct {
 } login_job;
 
 static gpointer
-login_thread(gpointer data)
+login_thread (gpointer data)
 {
   login_job *job = data;
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
-  job->code = call_login(job->target, job->name, job->sleep_ms, job->timeout_ms, arena, &status);
-  g_strlcpy(job->message, status.message, sizeof job->message);
-  gn_arena_free(arena);
+  job->code = call_login (job->target, job->name, job->sleep_ms, job->timeout_ms, arena, &status);
+  g_strlcpy (job->message, status.message, sizeof job->message);
+  gn_arena_free (arena);
   return NULL;
 }
 
 static void
-wait_login_started(int count)
+wait_login_started (int count)
 {
-  gint64 end = g_get_monotonic_time() + 10 * G_TIME_SPAN_SECOND;
-  g_mutex_lock(&seen.lock);
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  g_mutex_lock (&seen.lock);
   while (seen.login_started < count)
-    if (!g_cond_wait_until(&seen.cond, &seen.lock, end))
+    if (!g_cond_wait_until (&seen.cond, &seen.lock, end))
       break;
-  g_assert_cmpint(seen.login_started, >=, count);
-  g_mutex_unlock(&seen.lock);
+  g_assert_cmpint (seen.login_started, >=, count);
+  g_mutex_unlock (&seen.lock);
 }
 
 /* One worker busy for 600 ms; a call queued behind it with a 150 ms timeout must not run. */
 static void
-test_deadline_queued_call_skipped(void)
+test_deadline_queued_call_skipped (void)
 {
   fixture f = { 0 };
   gn_rpc_server_options options = { .workers = 1 };
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
 
-  fixture_start(&f, &options, false);
+  fixture_start (&f, &options, false);
   login_job slow = { .target = f.target, .name = "slow", .sleep_ms = 600, .timeout_ms = 5000 };
-  GThread *thread = g_thread_new("slow", login_thread, &slow);
-  wait_login_started(1);
-  g_assert_cmpint(call_login(f.target, "queued", 0, 150, arena, &status), ==,
-                  GRPC_STATUS_DEADLINE_EXCEEDED);
-  g_thread_join(thread);
-  g_assert_cmpint(slow.code, ==, GRPC_STATUS_OK);
+  GThread *thread = g_thread_new ("slow", login_thread, &slow);
+  wait_login_started (1);
+  g_assert_cmpint (call_login (f.target, "queued", 0, 150, arena, &status), ==,
+                   GRPC_STATUS_DEADLINE_EXCEEDED);
+  g_thread_join (thread);
+  g_assert_cmpint (slow.code, ==, GRPC_STATUS_OK);
 
-  wait_observed(2);
-  g_mutex_lock(&seen.lock);
-  g_assert_cmpint(seen.login_started, ==, 1);
-  g_mutex_unlock(&seen.lock);
-  fixture_stop(&f);
-  gn_arena_free(arena);
+  wait_observed (2);
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.login_started, ==, 1);
+  g_mutex_unlock (&seen.lock);
+  fixture_stop (&f);
+  gn_arena_free (arena);
 }
 
 /* RefreshToken calls Login (2 s) with itself as parent; the client gives it 300 ms. */
 static void
-test_deadline_propagated(void)
+test_deadline_propagated (void)
 {
   fixture f = { 0 };
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
   gn_rpc_status status;
   Generia__Auth__V1__RefreshTokenRequest request = GENERIA__AUTH__V1__REFRESH_TOKEN_REQUEST__INIT;
   ProtobufCMessage *response;
   gn_rpc_call_options options = { .timeout_ms = 300, .request_id = "parent-req" };
 
-  fixture_start(&f, NULL, false);
-  g_assert_cmpint(gn_rpc_unary(gn_rpc_client_get(f.target), AUTH_SERVICE, "RefreshToken",
-                               &request.base, &response, arena, &options, &status),
-                  ==, GRPC_STATUS_DEADLINE_EXCEEDED);
+  fixture_start (&f, NULL, false);
+  g_assert_cmpint (gn_rpc_unary (gn_rpc_client_get (f.target), AUTH_SERVICE, "RefreshToken",
+                                 &request.base, &response, arena, &options, &status),
+                   ==, GRPC_STATUS_DEADLINE_EXCEEDED);
 
-  gint64 end = g_get_monotonic_time() + 10 * G_TIME_SPAN_SECOND;
-  g_mutex_lock(&seen.lock);
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  g_mutex_lock (&seen.lock);
   while (!seen.nested_done)
-    if (!g_cond_wait_until(&seen.cond, &seen.lock, end))
+    if (!g_cond_wait_until (&seen.cond, &seen.lock, end))
       break;
-  g_assert_true(seen.nested_done);
-  g_assert_cmpint(seen.nested_code, ==, GRPC_STATUS_DEADLINE_EXCEEDED);
-  g_assert_cmpint(seen.nested_ms, <, 1000);
-  g_mutex_unlock(&seen.lock);
+  g_assert_true (seen.nested_done);
+  g_assert_cmpint (seen.nested_code, ==, GRPC_STATUS_DEADLINE_EXCEEDED);
+  g_assert_cmpint (seen.nested_ms, <, 1000);
+  g_mutex_unlock (&seen.lock);
 
   /* The nested call carried the parent's request id. */
-  wait_observed(2);
-  g_mutex_lock(&seen.lock);
+  wait_observed (2);
+  g_mutex_lock (&seen.lock);
   for (int i = 0; i < 2; i++)
-    g_assert_cmpstr(seen.observed_request_id[i], ==, "parent-req");
-  g_mutex_unlock(&seen.lock);
-  fixture_stop(&f);
-  gn_arena_free(arena);
+    g_assert_cmpstr (seen.observed_request_id[i], ==, "parent-req");
+  g_mutex_unlock (&seen.lock);
+  fixture_stop (&f);
+  gn_arena_free (arena);
 }
 
 static void
-test_queue_full(void)
+test_queue_full (void)
 {
   fixture f = { 0 };
   gn_rpc_server_options options = { .workers = 1, .queue_max = 1 };
   login_job jobs[5];
-  GThread *threads[G_N_ELEMENTS(jobs)];
+  GThread *threads[G_N_ELEMENTS (jobs)];
   int ok = 0, exhausted = 0;
 
-  fixture_start(&f, &options, false);
-  for (size_t i = 0; i < G_N_ELEMENTS(jobs); i++) {
+  fixture_start (&f, &options, false);
+  for (size_t i = 0; i < G_N_ELEMENTS (jobs); i++) {
     jobs[i]
         = (login_job){ .target = f.target, .name = "busy", .sleep_ms = 800, .timeout_ms = 10000 };
-    threads[i] = g_thread_new("login", login_thread, &jobs[i]);
+    threads[i] = g_thread_new ("login", login_thread, &jobs[i]);
   }
-  for (size_t i = 0; i < G_N_ELEMENTS(jobs); i++) {
-    g_thread_join(threads[i]);
+  for (size_t i = 0; i < G_N_ELEMENTS (jobs); i++) {
+    g_thread_join (threads[i]);
     if (jobs[i].code == GRPC_STATUS_OK)
       ok++;
     else if (jobs[i].code == GRPC_STATUS_RESOURCE_EXHAUSTED) {
-      g_assert_cmpstr(jobs[i].message, ==, "server overloaded, try again later");
+      g_assert_cmpstr (jobs[i].message, ==, "server overloaded, try again later");
       exhausted++;
     }
   }
   /* One running and one waiting at most at any time: with five calls arriving together some
    * are turned away, and every call got one of the two answers. */
-  g_assert_cmpint(ok, >=, 1);
-  g_assert_cmpint(exhausted, >=, 1);
-  g_assert_cmpint(ok + exhausted, ==, G_N_ELEMENTS(jobs));
-  fixture_stop(&f);
+  g_assert_cmpint (ok, >=, 1);
+  g_assert_cmpint (exhausted, >=, 1);
+  g_assert_cmpint (ok + exhausted, ==, G_N_ELEMENTS (jobs));
+  fixture_stop (&f);
 }
 
 typedef struct {
@@ -841,112 +842,112 @@ typedef struct {
 } concurrent_job;
 
 static gpointer
-concurrent_thread(gpointer data)
+concurrent_thread (gpointer data)
 {
   concurrent_job *job = data;
-  gn_arena *arena = gn_arena_new();
+  gn_arena *arena = gn_arena_new ();
 
   for (int i = 0; i < 40; i++) {
     gn_rpc_status status;
     Session *session;
     char name[32];
     char request_id[32];
-    g_snprintf(name, sizeof name, "user-%d-%d", job->index, i);
-    g_snprintf(request_id, sizeof request_id, "req-%d-%d", job->index, i);
+    g_snprintf (name, sizeof name, "user-%d-%d", job->index, i);
+    g_snprintf (request_id, sizeof request_id, "req-%d-%d", job->index, i);
     gn_rpc_call_options options = { .request_id = request_id };
     if (i % 2 == 0) {
-      if (call_register(job->target, name, &options, arena, &session, &status) != GRPC_STATUS_OK
-          || !g_str_equal(session->access_token, name)
-          || !g_str_equal(session->user->id, request_id))
+      if (call_register (job->target, name, &options, arena, &session, &status) != GRPC_STATUS_OK
+          || !g_str_equal (session->access_token, name)
+          || !g_str_equal (session->user->id, request_id))
         job->failures++;
-    } else if (call_login(job->target, name, 0, 0, arena, &status) != GRPC_STATUS_OK)
+    } else if (call_login (job->target, name, 0, 0, arena, &status) != GRPC_STATUS_OK)
       job->failures++;
-    gn_arena_reset(arena);
+    gn_arena_reset (arena);
   }
-  gn_arena_free(arena);
+  gn_arena_free (arena);
   return NULL;
 }
 
 static void
-check_concurrent(bool tcp)
+check_concurrent (bool tcp)
 {
   fixture f = { 0 };
   concurrent_job jobs[8];
-  GThread *threads[G_N_ELEMENTS(jobs)];
+  GThread *threads[G_N_ELEMENTS (jobs)];
 
-  fixture_start(&f, NULL, tcp);
-  for (size_t i = 0; i < G_N_ELEMENTS(jobs); i++) {
+  fixture_start (&f, NULL, tcp);
+  for (size_t i = 0; i < G_N_ELEMENTS (jobs); i++) {
     jobs[i] = (concurrent_job){ .target = f.target, .index = (int)i };
-    threads[i] = g_thread_new("client", concurrent_thread, &jobs[i]);
+    threads[i] = g_thread_new ("client", concurrent_thread, &jobs[i]);
   }
-  for (size_t i = 0; i < G_N_ELEMENTS(jobs); i++) {
-    g_thread_join(threads[i]);
-    g_assert_cmpint(jobs[i].failures, ==, 0);
+  for (size_t i = 0; i < G_N_ELEMENTS (jobs); i++) {
+    g_thread_join (threads[i]);
+    g_assert_cmpint (jobs[i].failures, ==, 0);
   }
-  wait_observed(8 * 40);
-  fixture_stop(&f);
+  wait_observed (8 * 40);
+  fixture_stop (&f);
 }
 
 static void
-test_concurrent_unix(void)
+test_concurrent_unix (void)
 {
-  check_concurrent(false);
+  check_concurrent (false);
 }
 
 static void
-test_concurrent_tcp(void)
+test_concurrent_tcp (void)
 {
-  check_concurrent(true);
+  check_concurrent (true);
 }
 
 /* Shutdown with two handlers running and two calls queued: it waits the grace period, cancels,
  * lets the running handlers end, and every client gets an answer. */
 static void
-test_shutdown_in_flight(void)
+test_shutdown_in_flight (void)
 {
   fixture f = { 0 };
   gn_rpc_server_options options = { .workers = 2 };
   login_job jobs[4];
-  GThread *threads[G_N_ELEMENTS(jobs)];
+  GThread *threads[G_N_ELEMENTS (jobs)];
 
-  fixture_start(&f, &options, false);
-  for (size_t i = 0; i < G_N_ELEMENTS(jobs); i++) {
+  fixture_start (&f, &options, false);
+  for (size_t i = 0; i < G_N_ELEMENTS (jobs); i++) {
     jobs[i] = (login_job){
       .target = f.target, .name = "inflight", .sleep_ms = 700, .timeout_ms = 10000
     };
-    threads[i] = g_thread_new("login", login_thread, &jobs[i]);
+    threads[i] = g_thread_new ("login", login_thread, &jobs[i]);
   }
-  wait_login_started(2);
-  g_usleep(50 * 1000); /* let the other two reach the queue */
+  wait_login_started (2);
+  g_usleep (50 * 1000); /* let the other two reach the queue */
 
-  gint64 start = g_get_monotonic_time();
-  gn_rpc_server_shutdown(f.server, 100);
-  gint64 shutdown_ms = (g_get_monotonic_time() - start) / 1000;
-  g_test_message("shutdown took %" G_GINT64_FORMAT " ms", shutdown_ms);
-  g_assert_cmpint(shutdown_ms, <, 5000);
+  gint64 start = g_get_monotonic_time ();
+  gn_rpc_server_shutdown (f.server, 100);
+  gint64 shutdown_ms = (g_get_monotonic_time () - start) / 1000;
+  g_test_message ("shutdown took %" G_GINT64_FORMAT " ms", shutdown_ms);
+  g_assert_cmpint (shutdown_ms, <, 5000);
 
   int ok = 0;
-  for (size_t i = 0; i < G_N_ELEMENTS(jobs); i++) {
-    g_thread_join(threads[i]);
-    g_test_message("in-flight call %zu: %s %s", i, gn_rpc_status_name(jobs[i].code),
-                   jobs[i].message);
+  for (size_t i = 0; i < G_N_ELEMENTS (jobs); i++) {
+    g_thread_join (threads[i]);
+    g_test_message ("in-flight call %zu: %s %s", i, gn_rpc_status_name (jobs[i].code),
+                    jobs[i].message);
     if (jobs[i].code == GRPC_STATUS_OK)
       ok++;
     else
-      g_assert_true(jobs[i].code == GRPC_STATUS_CANCELLED
-                    || jobs[i].code == GRPC_STATUS_UNAVAILABLE);
+      g_assert_true (jobs[i].code == GRPC_STATUS_CANCELLED
+                     || jobs[i].code == GRPC_STATUS_UNAVAILABLE);
   }
   /* The queued calls never ran. */
-  g_mutex_lock(&seen.lock);
-  g_assert_cmpint(seen.login_started, ==, 2);
-  g_assert_cmpint(seen.login_finished, ==, 2);
-  g_mutex_unlock(&seen.lock);
-  g_assert_cmpint(ok, <=, 2);
-  fixture_stop(&f); /* a second shutdown is a no-op */
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.login_started, ==, 2);
+  g_assert_cmpint (seen.login_finished, ==, 2);
+  g_mutex_unlock (&seen.lock);
+  g_assert_cmpint (ok, <=, 2);
+  fixture_stop (&f); /* a second shutdown is a no-op */
 }
 
 static void
-test_add_service_unknown_method(void)
+test_add_service_unknown_method (void)
 {
   static const gn_rpc_method methods[] = {
     { "Register", handle_register, 0 },
@@ -954,58 +955,58 @@ test_add_service_unknown_method(void)
     { NULL, NULL, 0 },
   };
   gn_rpc_service service = { .descriptor = AUTH_SERVICE, .methods = methods, .log_name = "x" };
-  g_autoptr(GError) error = NULL;
-  gn_rpc_server *server = gn_rpc_server_new(NULL);
+  g_autoptr (GError) error = NULL;
+  gn_rpc_server *server = gn_rpc_server_new (NULL);
 
-  g_assert_false(gn_rpc_server_add_service(server, &service, &error));
-  g_assert_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
-  g_assert_nonnull(strstr(error->message, "Regster"));
-  gn_rpc_server_free(server);
+  g_assert_false (gn_rpc_server_add_service (server, &service, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "Regster"));
+  gn_rpc_server_free (server);
 }
 
 /* With SO_REUSEPORT off a second server cannot take a port that is in use. */
 static void
-test_listen_port_taken(void)
+test_listen_port_taken (void)
 {
   fixture f = { 0 };
-  g_autoptr(GError) error = NULL;
+  g_autoptr (GError) error = NULL;
 
-  fixture_start(&f, NULL, true);
-  gn_rpc_server *second = gn_rpc_server_new(NULL);
-  g_autofree char *address = g_strdup_printf("127.0.0.1:%d", f.port);
-  g_assert_false(gn_rpc_server_listen(second, address, NULL, &error));
-  g_assert_error(error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE);
-  gn_rpc_server_free(second);
-  fixture_stop(&f);
+  fixture_start (&f, NULL, true);
+  gn_rpc_server *second = gn_rpc_server_new (NULL);
+  g_autofree char *address = g_strdup_printf ("127.0.0.1:%d", f.port);
+  g_assert_false (gn_rpc_server_listen (second, address, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE);
+  gn_rpc_server_free (second);
+  fixture_stop (&f);
 }
 
 int
-main(int argc, char **argv)
+main (int argc, char **argv)
 {
-  g_test_init(&argc, &argv, NULL);
-  grpc_init(); /* for the raw calls */
+  g_test_init (&argc, &argv, NULL);
+  grpc_init (); /* for the raw calls */
 
-  g_test_add_func("/rpc/status-names", test_status_names);
-  g_test_add_func("/rpc/round-trip/unix", test_round_trip_unix);
-  g_test_add_func("/rpc/round-trip/tcp", test_round_trip_tcp);
-  g_test_add_func("/rpc/metadata", test_metadata);
-  g_test_add_func("/rpc/authenticator", test_authenticator);
-  g_test_add_func("/rpc/errors", test_errors);
-  g_test_add_func("/rpc/unimplemented", test_unimplemented);
-  g_test_add_func("/rpc/unavailable", test_unavailable);
-  g_test_add_func("/rpc/large-message", test_large_message);
-  g_test_add_func("/rpc/deadline/exceeded", test_deadline_exceeded);
-  g_test_add_func("/rpc/deadline/queued-call-skipped", test_deadline_queued_call_skipped);
-  g_test_add_func("/rpc/deadline/propagated", test_deadline_propagated);
-  g_test_add_func("/rpc/queue-full", test_queue_full);
-  g_test_add_func("/rpc/concurrent/unix", test_concurrent_unix);
-  g_test_add_func("/rpc/concurrent/tcp", test_concurrent_tcp);
-  g_test_add_func("/rpc/shutdown-in-flight", test_shutdown_in_flight);
-  g_test_add_func("/rpc/add-service-unknown-method", test_add_service_unknown_method);
-  g_test_add_func("/rpc/listen-port-taken", test_listen_port_taken);
+  g_test_add_func ("/rpc/status-names", test_status_names);
+  g_test_add_func ("/rpc/round-trip/unix", test_round_trip_unix);
+  g_test_add_func ("/rpc/round-trip/tcp", test_round_trip_tcp);
+  g_test_add_func ("/rpc/metadata", test_metadata);
+  g_test_add_func ("/rpc/authenticator", test_authenticator);
+  g_test_add_func ("/rpc/errors", test_errors);
+  g_test_add_func ("/rpc/unimplemented", test_unimplemented);
+  g_test_add_func ("/rpc/unavailable", test_unavailable);
+  g_test_add_func ("/rpc/large-message", test_large_message);
+  g_test_add_func ("/rpc/deadline/exceeded", test_deadline_exceeded);
+  g_test_add_func ("/rpc/deadline/queued-call-skipped", test_deadline_queued_call_skipped);
+  g_test_add_func ("/rpc/deadline/propagated", test_deadline_propagated);
+  g_test_add_func ("/rpc/queue-full", test_queue_full);
+  g_test_add_func ("/rpc/concurrent/unix", test_concurrent_unix);
+  g_test_add_func ("/rpc/concurrent/tcp", test_concurrent_tcp);
+  g_test_add_func ("/rpc/shutdown-in-flight", test_shutdown_in_flight);
+  g_test_add_func ("/rpc/add-service-unknown-method", test_add_service_unknown_method);
+  g_test_add_func ("/rpc/listen-port-taken", test_listen_port_taken);
 
-  int status = g_test_run();
-  gn_rpc_clients_shutdown();
-  grpc_shutdown_blocking();
+  int status = g_test_run ();
+  gn_rpc_clients_shutdown ();
+  grpc_shutdown_blocking ();
   return status;
 }

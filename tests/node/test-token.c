@@ -7,7 +7,7 @@
 
 #include "token.h"
 
-#define NOW_US ((int64_t) 1795000000 * G_USEC_PER_SEC)
+#define NOW_US ((int64_t)1795000000 * G_USEC_PER_SEC)
 
 static void
 make_key (gn_token_key *key, unsigned char fill)
@@ -21,8 +21,8 @@ test_sign_verify (void)
   gn_token_key key;
   make_key (&key, 7);
   int64_t expires = 0;
-  g_autofree char *token = gn_token_sign (&key, "3f2b8c1e-1111-4222-8333-944455556666", 900,
-                                          NOW_US, &expires);
+  g_autofree char *token
+      = gn_token_sign (&key, "3f2b8c1e-1111-4222-8333-944455556666", 900, NOW_US, &expires);
   g_assert_nonnull (token);
   g_assert_cmpint (expires, ==, NOW_US + 900 * G_USEC_PER_SEC);
 
@@ -42,7 +42,8 @@ test_expiry (void)
   char user[64];
   g_assert_true (gn_token_verify (&key, token, NOW_US + 59 * G_USEC_PER_SEC, user, NULL));
   g_assert_false (gn_token_verify (&key, token, NOW_US + 60 * G_USEC_PER_SEC, user, NULL));
-  g_assert_false (gn_token_verify (&key, token, NOW_US + (int64_t) 3600 * G_USEC_PER_SEC, user, NULL));
+  g_assert_false (
+      gn_token_verify (&key, token, NOW_US + (int64_t)3600 * G_USEC_PER_SEC, user, NULL));
 }
 
 static void
@@ -78,7 +79,7 @@ test_algorithm_pinned (void)
   g_assert_cmpint (jwt_new (&jwt), ==, 0);
   jwt_add_grant (jwt, "sub", "mallory");
   jwt_add_grant (jwt, "typ", "access");
-  jwt_add_grant_int (jwt, "exp", (long) (NOW_US / G_USEC_PER_SEC) + 600);
+  jwt_add_grant_int (jwt, "exp", (long)(NOW_US / G_USEC_PER_SEC) + 600);
   char *unsigned_token = jwt_encode_str (jwt);
   g_assert_nonnull (unsigned_token);
   g_assert_false (gn_token_verify (&key, unsigned_token, NOW_US, user, NULL));
@@ -101,7 +102,7 @@ test_claims_required (void)
   jwt_t *jwt = NULL;
   g_assert_cmpint (jwt_new (&jwt), ==, 0);
   jwt_add_grant (jwt, "sub", "bob");
-  jwt_add_grant_int (jwt, "exp", (long) (NOW_US / G_USEC_PER_SEC) + 600);
+  jwt_add_grant_int (jwt, "exp", (long)(NOW_US / G_USEC_PER_SEC) + 600);
   jwt_set_alg (jwt, JWT_ALG_HS256, key.secret, sizeof key.secret);
   char *no_typ = jwt_encode_str (jwt);
   g_assert_false (gn_token_verify (&key, no_typ, NOW_US, user, NULL));

@@ -97,13 +97,13 @@ email_is_valid (const char *email)
   const char *at = strchr (email, '@');
   if (len < 3 || len > 254 || at == NULL || strchr (at + 1, '@') != NULL)
     return FALSE;
-  size_t local_len = (size_t) (at - email);
+  size_t local_len = (size_t)(at - email);
   if (local_len == 0 || local_len > 64)
     return FALSE;
   for (const char *p = email; p < at; p++)
-    if ((unsigned char) *p <= ' ' || *p == '"' || *p == '(' || *p == ')' || *p == ','
-        || *p == ':' || *p == ';' || *p == '<' || *p == '>' || *p == '[' || *p == ']'
-        || *p == '\\' || (unsigned char) *p >= 0x7f)
+    if ((unsigned char)*p <= ' ' || *p == '"' || *p == '(' || *p == ')' || *p == ',' || *p == ':'
+        || *p == ';' || *p == '<' || *p == '>' || *p == '[' || *p == ']' || *p == '\\'
+        || (unsigned char)*p >= 0x7f)
       return FALSE;
   const char *domain = at + 1;
   if (strchr (domain, '.') == NULL)
@@ -154,13 +154,13 @@ client_name (gn_rpc_call *call, const char *name)
   if (g_utf8_strlen (name, -1) <= MAX_CLIENT_NAME)
     return name;
   const char *end = g_utf8_offset_to_pointer (name, MAX_CLIENT_NAME);
-  return gn_arena_strndup (gn_rpc_call_arena (call), name, (size_t) (end - name));
+  return gn_arena_strndup (gn_rpc_call_arena (call), name, (size_t)(end - name));
 }
 
 /* --- rows to messages ------------------------------------------------------------------ */
 
-#define USER_COLUMNS                                                                         \
-  "id, username, email, (extract(epoch FROM created_at) * 1000000)::int8, display_name, bio," \
+#define USER_COLUMNS                                                                               \
+  "id, username, email, (extract(epoch FROM created_at) * 1000000)::int8, display_name, bio,"      \
   " coalesce(avatar_media_id::text, '')"
 
 static Generia__Auth__V1__User *
@@ -260,7 +260,7 @@ session_new (gn_arena *arena)
 static grpc_status_code
 handle_register (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessage **response)
 {
-  const Generia__Auth__V1__RegisterRequest *req = (const void *) message;
+  const Generia__Auth__V1__RegisterRequest *req = (const void *)message;
   gn_arena *arena = gn_rpc_call_arena (call);
   grpc_status_code code = GRPC_STATUS_OK;
   g_autoptr (GError) error = NULL;
@@ -351,7 +351,7 @@ fail:
 static grpc_status_code
 handle_login (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessage **response)
 {
-  const Generia__Auth__V1__LoginRequest *req = (const void *) message;
+  const Generia__Auth__V1__LoginRequest *req = (const void *)message;
   gn_arena *arena = gn_rpc_call_arena (call);
   grpc_status_code code = GRPC_STATUS_OK;
   g_autoptr (GError) error = NULL;
@@ -362,8 +362,7 @@ handle_login (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessa
     return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_request",
                              "email_or_username is required");
   if (req->password[0] == '\0' || strlen (req->password) > MAX_PASSWORD_BYTES)
-    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "wrong_password",
-                             "wrong password");
+    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "wrong_password", "wrong password");
 
   PGconn *conn = conn_or_fail (call, &code);
   if (conn == NULL)
@@ -392,8 +391,7 @@ handle_login (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessa
   PQclear (res);
 
   if (crypto_pwhash_str_verify (stored_hash, req->password, strlen (req->password)) != 0)
-    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "wrong_password",
-                             "wrong password");
+    return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "wrong_password", "wrong password");
 
   if (crypto_pwhash_str_needs_rehash (stored_hash, crypto_pwhash_OPSLIMIT_INTERACTIVE,
                                       crypto_pwhash_MEMLIMIT_INTERACTIVE)
@@ -426,7 +424,7 @@ static grpc_status_code
 handle_validate_token (gn_rpc_call *call, const ProtobufCMessage *message,
                        ProtobufCMessage **response)
 {
-  const Generia__Auth__V1__ValidateTokenRequest *req = (const void *) message;
+  const Generia__Auth__V1__ValidateTokenRequest *req = (const void *)message;
   gn_arena *arena = gn_rpc_call_arena (call);
   Generia__Auth__V1__ValidateTokenResponse *out = gn_arena_alloc (arena, sizeof *out);
   generia__auth__v1__validate_token_response__init (out);
@@ -446,7 +444,7 @@ static grpc_status_code
 handle_get_user_info (gn_rpc_call *call, const ProtobufCMessage *message,
                       ProtobufCMessage **response)
 {
-  const Generia__Auth__V1__GetUserInfoRequest *req = (const void *) message;
+  const Generia__Auth__V1__GetUserInfoRequest *req = (const void *)message;
   grpc_status_code code = GRPC_STATUS_OK;
   g_autoptr (GError) error = NULL;
 
@@ -463,9 +461,8 @@ handle_get_user_info (gn_rpc_call *call, const ProtobufCMessage *message,
   if (conn == NULL)
     return code;
   const char *params[] = { user_id };
-  PGresult *res
-      = gn_pg_exec (conn, &error, "SELECT " USER_COLUMNS " FROM auth.users WHERE id = $1", 1,
-                    params);
+  PGresult *res = gn_pg_exec (conn, &error, "SELECT " USER_COLUMNS " FROM auth.users WHERE id = $1",
+                              1, params);
   if (res == NULL)
     return internal_error (call, error);
   if (PQntuples (res) == 0) {
@@ -485,7 +482,7 @@ static grpc_status_code
 handle_get_users_by_ids (gn_rpc_call *call, const ProtobufCMessage *message,
                          ProtobufCMessage **response)
 {
-  const Generia__Auth__V1__GetUsersByIdsRequest *req = (const void *) message;
+  const Generia__Auth__V1__GetUsersByIdsRequest *req = (const void *)message;
   gn_arena *arena = gn_rpc_call_arena (call);
   grpc_status_code code = GRPC_STATUS_OK;
   g_autoptr (GError) error = NULL;
@@ -523,10 +520,10 @@ handle_get_users_by_ids (gn_rpc_call *call, const ProtobufCMessage *message,
   if (res == NULL)
     return internal_error (call, error);
   int rows = PQntuples (res);
-  out->users = gn_arena_alloc (arena, sizeof *out->users * (size_t) (rows > 0 ? rows : 1));
+  out->users = gn_arena_alloc (arena, sizeof *out->users * (size_t)(rows > 0 ? rows : 1));
   for (int i = 0; i < rows; i++)
     out->users[i] = summary_from_row (arena, res, i);
-  out->n_users = (size_t) rows;
+  out->n_users = (size_t)rows;
   PQclear (res);
   return GRPC_STATUS_OK;
 }
@@ -535,7 +532,7 @@ static grpc_status_code
 handle_get_user_by_username (gn_rpc_call *call, const ProtobufCMessage *message,
                              ProtobufCMessage **response)
 {
-  const Generia__Auth__V1__GetUserByUsernameRequest *req = (const void *) message;
+  const Generia__Auth__V1__GetUserByUsernameRequest *req = (const void *)message;
   gn_arena *arena = gn_rpc_call_arena (call);
   grpc_status_code code = GRPC_STATUS_OK;
   g_autoptr (GError) error = NULL;
@@ -568,7 +565,7 @@ static grpc_status_code
 handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
                       ProtobufCMessage **response)
 {
-  const Generia__Auth__V1__RefreshTokenRequest *req = (const void *) message;
+  const Generia__Auth__V1__RefreshTokenRequest *req = (const void *)message;
   gn_arena *arena = gn_rpc_call_arena (call);
   grpc_status_code code = GRPC_STATUS_OK;
   g_autoptr (GError) error = NULL;
@@ -671,7 +668,7 @@ fail:
 static grpc_status_code
 handle_logout (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessage **response)
 {
-  const Generia__Auth__V1__LogoutRequest *req = (const void *) message;
+  const Generia__Auth__V1__LogoutRequest *req = (const void *)message;
   gn_arena *arena = gn_rpc_call_arena (call);
   grpc_status_code code = GRPC_STATUS_OK;
   g_autoptr (GError) error = NULL;
