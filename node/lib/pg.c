@@ -12,6 +12,7 @@
  * Sessions are set to UTC with ISO dates so timestamps read back the same everywhere. */
 #include "pg.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,25 @@ gn_pg_connect (const char *dsn, GError **error)
   return conn;
 }
 
+/* An idle connection has nothing to read unless the server ended it (a restart sends a FATAL
+ * notice and closes): one poll() finds that before a statement is lost on a dead socket.  A
+ * connection that broke silently still fails its next statement (as UNAVAILABLE) and is
+ * replaced on the lookup after; statements are never retried, since one that reached the
+ * server before the break may have run. */
+static gboolean
+connection_alive (PGconn *conn)
+{
+  if (PQstatus (conn) != CONNECTION_OK)
+    return FALSE;
+  if (PQtransactionStatus (conn) != PQTRANS_IDLE)
+    return TRUE;
+  struct pollfd pfd = { .fd = PQsocket (conn), .events = POLLIN };
+  if (poll (&pfd, 1, 0) <= 0)
+    return TRUE;
+  return PQconsumeInput (conn) == 1 && PQstatus (conn) == CONNECTION_OK
+         && (pfd.revents & (POLLHUP | POLLERR)) == 0;
+}
+
 static thread_conn *
 thread_conn_lookup (PGconn *conn)
 {
@@ -118,7 +138,7 @@ gn_pg_thread_conn (const char *dsn, GError **error)
     tc->statements = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
     g_ptr_array_add (conns, tc);
   }
-  if (tc->conn != NULL && PQstatus (tc->conn) != CONNECTION_OK) {
+  if (tc->conn != NULL && !connection_alive (tc->conn)) {
     gn_warn ("PostgreSQL connection lost; reconnecting");
     thread_conn_clear (tc);
   }
@@ -142,6 +162,8 @@ check_result (PGconn *conn, PGresult *result, GError **error)
   g_strchomp (message);
   if (sqlstate != NULL && strcmp (sqlstate, "23505") == 0)
     g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_UNIQUE, "%s", constraint ? constraint : message);
+  else if (PQstatus (conn) != CONNECTION_OK)
+    g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_CONNECT, "PostgreSQL: %s", message);
   else
     g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_QUERY, "PostgreSQL: %s", message);
   PQclear (result);

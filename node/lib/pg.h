@@ -21,7 +21,7 @@
 GQuark gn_pg_error_quark (void);
 
 typedef enum {
-  GN_PG_ERROR_CONNECT,
+  GN_PG_ERROR_CONNECT, /* cannot connect, or the connection broke during the statement */
   GN_PG_ERROR_QUERY,
   GN_PG_ERROR_MIGRATION,
   GN_PG_ERROR_UNIQUE, /* SQLSTATE 23505 */

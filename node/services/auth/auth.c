@@ -60,6 +60,9 @@ static grpc_status_code
 internal_error (gn_rpc_call *call, GError *error)
 {
   gn_error ("%s", error->message);
+  if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_CONNECT))
+    return gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "database_unavailable",
+                             "the account database is unavailable");
   return gn_rpc_call_fail (call, GRPC_STATUS_INTERNAL, "internal", "internal error");
 }
 
