@@ -33,6 +33,7 @@
 #define KIB 1024
 #define MIB (1024 * KIB)
 #define DEFAULT_GATEWAY_PORT 8080
+#define DEFAULT_CDN_PORT 8090
 #define DEFAULT_GATEWAY_ADDRESS "127.0.0.1"
 #define CONFIG_FILE_NAME "generia-node.conf"
 #define ROOT_DATA_DIR "/var/lib/generia-node"
@@ -85,6 +86,8 @@ typedef enum {
   OPT_DATABASE_URL, /* empty (embedded) or a libpq connection string; may hold a password */
   OPT_REDIS_URL,    /* empty (embedded), unix:/path or redis://host:port[/db] */
   OPT_RPC_ADDRESS,  /* unix:/path or host:port */
+  OPT_SECRET,       /* any text, masked in dumps */
+  OPT_BACKEND,      /* "fs" or "s3" */
 } option_type;
 
 typedef struct {
@@ -122,6 +125,43 @@ static const option options[] = {
   { "auth.token_secret_file", OPT_NAME, FIELD (token_secret_file), 0, 0 },
   { "auth.access_token_ttl", OPT_INT, FIELD (access_token_ttl_s), 1, G_MAXINT },
   { "auth.refresh_token_ttl", OPT_INT, FIELD (refresh_token_ttl_s), 1, G_MAXINT },
+  { "storage.backend", OPT_BACKEND, FIELD (storage_backend), 0, 0 },
+  { "storage.path", OPT_NAME, FIELD (storage_path), 0, 0 },
+  { "storage.s3_endpoint", OPT_STRING, FIELD (s3_endpoint), 0, 0 },
+  { "storage.s3_bucket", OPT_STRING, FIELD (s3_bucket), 0, 0 },
+  { "storage.s3_region", OPT_NAME, FIELD (s3_region), 0, 0 },
+  { "storage.s3_access_key", OPT_STRING, FIELD (s3_access_key), 0, 0 },
+  { "storage.s3_secret_key", OPT_SECRET, FIELD (s3_secret_key), 0, 0 },
+  { "storage.s3_prefix", OPT_STRING, FIELD (s3_prefix), 0, 0 },
+  { "media.max_upload_bytes", OPT_SIZE, FIELD (media_max_upload_bytes), 1, (long long)1 << 40 },
+  { "media.max_pixels", OPT_SIZE, FIELD (media_max_pixels), 1, (long long)1 << 40 },
+  { "media.max_video_seconds", OPT_INT, FIELD (media_max_video_seconds), 1, 24 * 3600 },
+  { "media.original_max_side", OPT_INT, FIELD (media_original_max_side), 320, 65535 },
+  { "media.upload_url_ttl", OPT_INT, FIELD (media_upload_url_ttl_s), 1, 7 * 24 * 3600 },
+  { "media.sweep_interval", OPT_INT, FIELD (media_sweep_interval_s), 1, 24 * 3600 },
+  { "media.spool_dir", OPT_NAME, FIELD (media_spool_dir), 0, 0 },
+  { "media.secret_file", OPT_NAME, FIELD (media_secret_file), 0, 0 },
+  { "cdn.address", OPT_NAME, FIELD (cdn_address), 0, 0 },
+  { "cdn.port", OPT_INT, FIELD (cdn_port), 0, 65535 },
+  { "cdn.threads", OPT_INT, FIELD (cdn_threads), 0, 1024 },
+  { "cdn.public_url", OPT_HTTP_URL, FIELD (cdn_public_url), 0, 0 },
+  { "cdn.url_ttl", OPT_INT, FIELD (cdn_url_ttl_s), 1, 365 * 24 * 3600 },
+  { "cdn.secret_file", OPT_NAME, FIELD (cdn_secret_file), 0, 0 },
+  { "cdn.cache_dir", OPT_NAME, FIELD (cdn_cache_dir), 0, 0 },
+  { "cdn.cache_max_bytes", OPT_SIZE, FIELD (cdn_cache_max_bytes), 1, (long long)1 << 50 },
+};
+
+/* Paths inside the data folder that follow it when it changes (unless set explicitly). */
+static const struct {
+  size_t offset;
+  const char *const parts[3];
+} data_paths[] = {
+  { FIELD (token_secret_file), { "secrets", "token.key", NULL } },
+  { FIELD (storage_path), { "media", NULL, NULL } },
+  { FIELD (media_spool_dir), { "spool", NULL, NULL } },
+  { FIELD (media_secret_file), { "secrets", "media.key", NULL } },
+  { FIELD (cdn_secret_file), { "secrets", "cdn.key", NULL } },
+  { FIELD (cdn_cache_dir), { "cdn-cache", NULL, NULL } },
 };
 
 static const option *
@@ -167,12 +207,6 @@ default_service_address (const char *data_dir)
 }
 
 static char *
-default_token_secret_file (const char *data_dir)
-{
-  return g_build_filename (data_dir, "secrets", "token.key", NULL);
-}
-
-static char *
 default_public_url (int gateway_port)
 {
   return g_strdup_printf ("http://localhost:%d", gateway_port);
@@ -210,8 +244,14 @@ gn_config_set_data_dir (gn_config *config, const char *data_dir)
     if (is_grpc_service (i))
       follow_default (&config->service_address[i], old_address, default_service_address (data_dir));
 
-  g_autofree char *old_secret = old_dir ? default_token_secret_file (old_dir) : NULL;
-  follow_default (&config->token_secret_file, old_secret, default_token_secret_file (data_dir));
+  for (size_t i = 0; i < G_N_ELEMENTS (data_paths); i++) {
+    char **field = (char **)((char *)config + data_paths[i].offset);
+    const char *const *parts = data_paths[i].parts;
+    g_autofree char *old_path
+        = old_dir ? g_build_filename (old_dir, parts[0], parts[1], parts[2], NULL) : NULL;
+    follow_default (field, old_path,
+                    g_build_filename (data_dir, parts[0], parts[1], parts[2], NULL));
+  }
 }
 
 gn_config *
@@ -242,6 +282,28 @@ gn_config_new_default (void)
   config->access_token_ttl_s = 15 * 60;
   config->refresh_token_ttl_s = 30 * 24 * 3600;
 
+  config->storage_backend = g_strdup ("fs");
+  config->s3_endpoint = g_strdup ("");
+  config->s3_bucket = g_strdup ("");
+  config->s3_region = g_strdup ("us-east-1");
+  config->s3_access_key = g_strdup ("");
+  config->s3_secret_key = g_strdup ("");
+  config->s3_prefix = g_strdup ("");
+
+  config->media_max_upload_bytes = 100 * MIB;
+  config->media_max_pixels = 100 * 1000 * 1000;
+  config->media_max_video_seconds = 120;
+  config->media_original_max_side = 4096;
+  config->media_upload_url_ttl_s = 900;
+  config->media_sweep_interval_s = 60;
+
+  config->cdn_address = g_strdup (DEFAULT_GATEWAY_ADDRESS);
+  config->cdn_port = DEFAULT_CDN_PORT;
+  config->cdn_threads = 0;
+  config->cdn_public_url = default_public_url (DEFAULT_CDN_PORT);
+  config->cdn_url_ttl_s = 3600;
+  config->cdn_cache_max_bytes = 1024 * MIB;
+
   gn_config_set_data_dir (config, data_dir);
   return config;
 }
@@ -262,6 +324,20 @@ gn_config_free (gn_config *config)
   g_free (config->database_url);
   g_free (config->redis_url);
   g_free (config->token_secret_file);
+  g_free (config->storage_backend);
+  g_free (config->storage_path);
+  g_free (config->s3_endpoint);
+  g_free (config->s3_bucket);
+  g_free (config->s3_region);
+  g_free (config->s3_access_key);
+  g_free (config->s3_secret_key);
+  g_free (config->s3_prefix);
+  g_free (config->media_spool_dir);
+  g_free (config->media_secret_file);
+  g_free (config->cdn_address);
+  g_free (config->cdn_public_url);
+  g_free (config->cdn_secret_file);
+  g_free (config->cdn_cache_dir);
   g_free (config);
 }
 
@@ -392,17 +468,27 @@ gn_config_set (gn_config *config, const char *key, const char *value, GError **e
         g_autofree char *old_url = default_public_url (config->gateway_port);
         follow_default (&config->public_url, old_url, default_public_url ((int)number));
       }
+      if (opt->offset == FIELD (cdn_port)) {
+        g_autofree char *old_url = default_public_url (config->cdn_port);
+        follow_default (&config->cdn_public_url, old_url, default_public_url ((int)number));
+      }
       *int_field (config, opt) = (int)number;
       return TRUE;
 
     case OPT_SIZE:
       if (!parse_integer (key, text, opt->min, opt->max, &number, error))
         return FALSE;
-      config->max_body_bytes = (size_t)number;
+      *(size_t *)((char *)config + opt->offset) = (size_t)number;
       return TRUE;
 
     case OPT_STRING:
+    case OPT_SECRET:
     case OPT_DATABASE_URL:
+      break;
+
+    case OPT_BACKEND:
+      if (strcmp (text, "fs") != 0 && strcmp (text, "s3") != 0)
+        return invalid (error, key, text, "is not a storage backend (fs or s3)");
       break;
 
     case OPT_NAME:
@@ -608,7 +694,9 @@ option_text (const gn_config *config, const option *opt)
     case OPT_INT:
       return g_strdup_printf ("%d", *int_field (fields, opt));
     case OPT_SIZE:
-      return g_strdup_printf ("%zu", config->max_body_bytes);
+      return g_strdup_printf ("%zu", *(size_t *)((char *)fields + opt->offset));
+    case OPT_SECRET:
+      return g_strdup (**string_field (fields, opt) != '\0' ? "***" : "");
     case OPT_RPC_ADDRESS:
       return g_strdup (config->service_address[opt->offset]);
     case OPT_DATABASE_URL:
@@ -618,6 +706,7 @@ option_text (const gn_config *config, const option *opt)
     case OPT_STRING:
     case OPT_NAME:
     case OPT_HTTP_URL:
+    case OPT_BACKEND:
       break;
   }
   return g_strdup (*string_field (fields, opt));

@@ -76,6 +76,36 @@ typedef struct {
   char *token_secret_file; /* default <data-dir>/secrets/token.key, created 0600 if missing */
   int access_token_ttl_s;  /* default 900 */
   int refresh_token_ttl_s; /* default 30 days */
+
+  /* [storage]: where media objects live */
+  char *storage_backend; /* "fs" (default) or "s3" */
+  char *storage_path;    /* fs: root folder, default <data-dir>/media */
+  char *s3_endpoint;     /* s3: e.g. http://127.0.0.1:9000 (path-style requests) */
+  char *s3_bucket;
+  char *s3_region; /* default us-east-1 */
+  char *s3_access_key;
+  char *s3_secret_key; /* masked in dumps */
+  char *s3_prefix;     /* key prefix inside the bucket, may be empty */
+
+  /* [media] */
+  size_t media_max_upload_bytes; /* per file, default 100 MiB */
+  size_t media_max_pixels;       /* per image, checked from the header (default 100 MP) */
+  int media_max_video_seconds;   /* default 120 */
+  int media_original_max_side;   /* the re-encoded original is capped to this (default 4096) */
+  int media_upload_url_ttl_s;    /* presigned upload URLs expire (default 900) */
+  int media_sweep_interval_s;    /* unconfirmed uploads past expiry are removed this often */
+  char *media_spool_dir;         /* temporary files, default <data-dir>/spool */
+  char *media_secret_file;       /* signs upload URLs, default <data-dir>/secrets/media.key */
+
+  /* [cdn]: the HTTP listener serving media by signed URLs */
+  char *cdn_address;          /* default 127.0.0.1 */
+  int cdn_port;               /* default 8090 (0 picks one) */
+  int cdn_threads;            /* epoll pool, 0 = 2 x cores */
+  char *cdn_public_url;       /* base of media URLs, default http://localhost:<cdn.port> */
+  int cdn_url_ttl_s;          /* lifetime of a signed media URL (default 3600) */
+  char *cdn_secret_file;      /* default <data-dir>/secrets/cdn.key */
+  char *cdn_cache_dir;        /* local copies of remote (S3) objects, <data-dir>/cdn-cache */
+  size_t cdn_cache_max_bytes; /* default 1 GiB */
 } gn_config;
 
 /* Defaults only (data_dir resolved).  Never NULL. */

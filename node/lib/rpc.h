@@ -48,6 +48,20 @@ typedef struct gn_rpc_call gn_rpc_call;
 typedef grpc_status_code (*gn_rpc_handler) (gn_rpc_call *call, const ProtobufCMessage *request,
                                             ProtobufCMessage **response);
 
+/* Client-streaming methods (`rpc Upload(stream UploadChunk) returns (Media)`): the handler
+ * pulls the request messages one at a time with gn_rpc_reader_next() and answers once.  Such
+ * handlers always run on the worker pool (the reads block). */
+typedef struct gn_rpc_reader gn_rpc_reader;
+
+/* Returns 1 and sets *message (valid until the next call: each message is decoded into a
+ * scratch arena that is reset, so a long stream does not grow the call's memory), 0 at the end
+ * of the stream, or -1 if the stream broke (client cancelled, deadline passed, a message that
+ * does not decode); after -1 the handler just returns, its status is not sent. */
+int gn_rpc_reader_next (gn_rpc_reader *reader, ProtobufCMessage **message);
+
+typedef grpc_status_code (*gn_rpc_stream_handler) (gn_rpc_call *call, gn_rpc_reader *reader,
+                                                   ProtobufCMessage **response);
+
 enum {
   GN_RPC_BLOCKING = 1 << 0, /* runs on the worker pool */
 };
@@ -56,6 +70,9 @@ typedef struct {
   const char *name; /* method name as in the .proto, e.g. "Register" */
   gn_rpc_handler handler;
   unsigned flags;
+  /* Instead of handler, for client-streaming methods (the descriptor does not say which
+   * methods stream, so the table does). */
+  gn_rpc_stream_handler stream_handler;
 } gn_rpc_method;
 
 typedef struct {
@@ -150,6 +167,21 @@ grpc_status_code gn_rpc_unary (gn_rpc_client *client, const ProtobufCServiceDesc
                                const char *method, const ProtobufCMessage *request,
                                ProtobufCMessage **response, gn_arena *arena,
                                const gn_rpc_call_options *options, gn_rpc_status *status);
+
+/* Client side of a client-streaming call: open, send messages, finish.  One thread uses a
+ * stream at a time.  gn_rpc_stream_send() blocks while the transport's flow control says so
+ * (bounded memory for large uploads) and returns FALSE once the call has failed, e.g. the
+ * server answered early with an error; gn_rpc_stream_finish() then reports that status. */
+typedef struct gn_rpc_stream gn_rpc_stream;
+
+gn_rpc_stream *gn_rpc_stream_open (gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
+                                   const char *method, const gn_rpc_call_options *options);
+gboolean gn_rpc_stream_send (gn_rpc_stream *stream, const ProtobufCMessage *message);
+/* Half-closes, waits for the answer, frees the stream.  On OK *response is decoded into arena. */
+grpc_status_code gn_rpc_stream_finish (gn_rpc_stream *stream, ProtobufCMessage **response,
+                                       gn_arena *arena, gn_rpc_status *status);
+/* Abandons the call (cancels it) and frees the stream. */
+void gn_rpc_stream_cancel (gn_rpc_stream *stream);
 
 /* "OK", "NOT_FOUND", ... */
 const char *gn_rpc_status_name (grpc_status_code code);

@@ -420,8 +420,19 @@ test_dump (void)
                                 "host=/run/pg password='s3 cret' dbname=generia", &error));
   g_free (dump);
   dump = gn_config_dump (config);
-  g_assert_null (strstr (dump, "s3"));
+  g_assert_null (strstr (dump, "s3 cret"));
   g_assert_nonnull (strstr (dump, "url=host=/run/pg password=*** dbname=generia\n"));
+
+  /* The S3 secret key is never printed; an unset one shows as empty. */
+  g_assert_nonnull (strstr (dump, "s3_secret_key=\n"));
+  g_assert_true (gn_config_set (config, "storage.s3_secret_key", "wJalrXUtnFEMI", &error));
+  g_free (dump);
+  dump = gn_config_dump (config);
+  g_assert_null (strstr (dump, "wJalrXUtnFEMI"));
+  g_assert_nonnull (strstr (dump, "s3_secret_key=***\n"));
+  g_assert_false (gn_config_set (config, "storage.backend", "ftp", &error));
+  g_assert_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_INVALID_VALUE);
+  g_clear_error (&error);
 
   g_assert_true (gn_config_set (config, "database.url", "postgresql://db.example/generia", &error));
   g_free (dump);
