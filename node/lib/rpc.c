@@ -26,6 +26,29 @@
  * let expire is reported as CANCELLED or DEADLINE_EXCEEDED, whatever the handler returned; an
  * unknown method is reported with service "" and its full path as method).
  *
+ * Client-streaming methods (a table entry with stream_handler) are registered with
+ * GRPC_SRM_PAYLOAD_NONE: the new-call event carries no message, and the call always goes to the
+ * worker queue (same queue limit, deadline skip, authenticator, metadata, log context and
+ * observer as a blocking unary call).  The handler pulls messages with gn_rpc_reader_next(),
+ * which starts a one-op GRPC_OP_RECV_MESSAGE batch tagged with the gn_rpc_reader and sleeps on
+ * the reader's condition variable.  The batch completes on the call's completion queue; its
+ * thread (TAG_STREAM_READ) only records the outcome under the reader's mutex and signals, so
+ * a completion-queue thread never blocks on a stream and one batch at most is outstanding per
+ * stream.  Each message is decoded into a scratch arena that is reset before the next read, and
+ * the transport's flow control holds back the rest, so memory stays bounded by about one
+ * message per stream however long the upload is.
+ *   A NULL message means the read side closed, which gRPC core reports the same way (success,
+ * no payload) for a client's half-close and for a cancellation or an expired deadline.  The
+ * reader tells them apart by sending the response's initial metadata right then: the cancel
+ * that closed the read side closed the write side in the same transport step, so the send
+ * fails on a broken stream and succeeds on a finished one.  End of stream -> 0; a failed read,
+ * a failed probe or a message that does not decode -> -1, after which the handler's own answer
+ * is replaced (INVALID_ARGUMENT "malformed_request" for bad bytes; anything for a cancelled call,
+ * whose final batch just fails).  The final batch is the unary one minus the initial metadata
+ * if the probe already sent it; it also holds RECV_CLOSE_ON_SERVER, which completes once the
+ * status is out even if the client is still sending: a handler may answer early (refuse an
+ * upload after its first message) and the client learns it at once.
+ *
  * Memory.  A gn_rpc_call owns an arena: the decoded request, the handler's response, the copied
  * metadata strings and the error message all live in it, and it is released with the call
  * after the final batch completed.  Everything the final batch points at (slices, metadata
@@ -42,6 +65,19 @@
  * call gn_rpc_unary() at once.  Each call uses its own pluck completion queue and one batch
  * with all six unary operations.  A server call given as parent is passed to gRPC with
  * GRPC_PROPAGATE_DEFAULTS, so the child inherits the parent's deadline and is cancelled with it.
+ *
+ * Client streams.  gn_rpc_stream_open() creates the call the same way (own pluck queue, same
+ * deadline, parent and metadata rules) and starts two batches: the initial metadata, and one
+ * that receives everything the server will say (initial metadata, the response message, the
+ * status with its trailers), so an early answer is captured whenever it comes.  Each
+ * gn_rpc_stream_send() first polls that answer batch without waiting (an answered call takes
+ * no more messages), then starts one GRPC_OP_SEND_MESSAGE batch and plucks it: gRPC allows one
+ * send in flight, its completion means the transport took the bytes within its flow-control
+ * window, so a fast sender is paced by the receiver and holds one message at a time.  A send
+ * fails once the server answered or the call broke (the server's RST_STREAM fails a send that
+ * is waiting for window).  gn_rpc_stream_finish() half-closes and plucks every outstanding
+ * batch; gn_rpc_stream_cancel() calls grpc_call_cancel() and plucks them likewise, so no batch
+ * outlives its stream.
  *
  * grpc_init() is reference counted: every server holds one reference until it is freed and the
  * client table holds one until gn_rpc_clients_shutdown(). */
@@ -67,6 +103,7 @@ typedef enum {
   TAG_REQUEST_SLOT,
   TAG_CALL,
   TAG_SERVER_SHUTDOWN,
+  TAG_STREAM_READ,
 } tag_kind;
 
 typedef struct {
@@ -75,6 +112,7 @@ typedef struct {
   const ProtobufCMethodDescriptor *descriptor;
   char *path; /* "/package.Service/Method" */
   void *registered;
+  bool streaming; /* entry.stream_handler: registered without payload, read by the handler */
 } rpc_method;
 
 typedef struct {
@@ -120,6 +158,7 @@ struct gn_rpc_call {
   /* The final batch and everything it points at. */
   grpc_status_code status;
   grpc_metadata initial_metadata[1];
+  bool initial_metadata_sent; /* by a stream reader's end-of-stream probe */
   grpc_metadata trailing_metadata[1];
   size_t trailing_count;
   grpc_slice details;
@@ -129,6 +168,25 @@ struct gn_rpc_call {
   gint64 received_us;
   gint64 started_us;
   gint64 finished_us;
+};
+
+/* The read side of a client-streaming call, on the stack of the worker running its handler. */
+struct gn_rpc_reader {
+  tag_kind kind; /* TAG_STREAM_READ: tags the reader's one-op batches */
+  gn_rpc_call *call;
+  gn_arena *scratch; /* the current message; reset before each read */
+  grpc_byte_buffer *payload;
+
+  GMutex lock;
+  GCond cond;
+  bool batch_done; /* set by the completion-queue thread */
+  bool batch_success;
+
+  bool ended;
+  bool broken; /* the handler's answer is replaced by broken_code */
+  grpc_status_code broken_code;
+  const char *broken_reason;
+  const char *broken_message;
 };
 
 struct gn_rpc_server {
@@ -245,19 +303,34 @@ pack_message (const ProtobufCMessage *message)
   return buffer;
 }
 
+/* A received buffer's bytes in one slice (the caller unrefs it); false if it cannot be read. */
+static bool
+buffer_flatten (grpc_byte_buffer *buffer, grpc_slice *slice)
+{
+  grpc_byte_buffer_reader reader;
+  if (!grpc_byte_buffer_reader_init (&reader, buffer))
+    return false;
+  *slice = grpc_byte_buffer_reader_readall (&reader);
+  grpc_byte_buffer_reader_destroy (&reader);
+  return true;
+}
+
+static ProtobufCMessage *
+unpack_slice (const ProtobufCMessageDescriptor *descriptor, grpc_slice slice, gn_arena *arena)
+{
+  return protobuf_c_message_unpack (descriptor, gn_arena_protobuf_allocator (arena),
+                                    GRPC_SLICE_LENGTH (slice), GRPC_SLICE_START_PTR (slice));
+}
+
 /* Decodes a received buffer into the arena; NULL if the bytes are not a valid message. */
 static ProtobufCMessage *
 unpack_message (const ProtobufCMessageDescriptor *descriptor, grpc_byte_buffer *buffer,
                 gn_arena *arena)
 {
-  grpc_byte_buffer_reader reader;
-  if (!grpc_byte_buffer_reader_init (&reader, buffer))
+  grpc_slice slice;
+  if (!buffer_flatten (buffer, &slice))
     return NULL;
-  grpc_slice slice = grpc_byte_buffer_reader_readall (&reader);
-  grpc_byte_buffer_reader_destroy (&reader);
-  ProtobufCMessage *message
-      = protobuf_c_message_unpack (descriptor, gn_arena_protobuf_allocator (arena),
-                                   GRPC_SLICE_LENGTH (slice), GRPC_SLICE_START_PTR (slice));
+  ProtobufCMessage *message = unpack_slice (descriptor, slice, arena);
   grpc_slice_unref (slice);
   return message;
 }
@@ -419,7 +492,16 @@ call_free (gn_rpc_call *call)
   g_mutex_unlock (&server->lock);
 }
 
-/* Starts the final batch: request id back, response (on OK), status with the reason trailer. */
+/* The response's initial metadata: the request id back. */
+static void
+call_set_initial_metadata (gn_rpc_call *call)
+{
+  call->initial_metadata[0].key = grpc_slice_from_static_string ("x-request-id");
+  call->initial_metadata[0].value = grpc_slice_from_copied_string (call->request_id);
+}
+
+/* Starts the final batch: request id back (unless a stream reader sent it), response (on OK),
+ * status with the reason trailer. */
 static void
 call_respond (gn_rpc_call *call, grpc_status_code code, const ProtobufCMessage *response)
 {
@@ -432,8 +514,14 @@ call_respond (gn_rpc_call *call, grpc_status_code code, const ProtobufCMessage *
   else if (call->message == NULL)
     call->message = gn_rpc_status_name (code);
 
-  call->initial_metadata[0].key = grpc_slice_from_static_string ("x-request-id");
-  call->initial_metadata[0].value = grpc_slice_from_copied_string (call->request_id);
+  memset (ops, 0, sizeof ops);
+  if (!call->initial_metadata_sent) {
+    call_set_initial_metadata (call);
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].data.send_initial_metadata.count = 1;
+    ops[n].data.send_initial_metadata.metadata = call->initial_metadata;
+    n++;
+  }
   if (code != GRPC_STATUS_OK && call->reason != NULL && call->reason[0] != '\0') {
     call->trailing_metadata[0].key = grpc_slice_from_static_string ("x-error-code");
     call->trailing_metadata[0].value = grpc_slice_from_copied_string (call->reason);
@@ -441,11 +529,6 @@ call_respond (gn_rpc_call *call, grpc_status_code code, const ProtobufCMessage *
   }
   call->details = grpc_slice_from_copied_string (call->message);
 
-  memset (ops, 0, sizeof ops);
-  ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[n].data.send_initial_metadata.count = 1;
-  ops[n].data.send_initial_metadata.metadata = call->initial_metadata;
-  n++;
   ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   ops[n].data.recv_close_on_server.cancelled = &call->cancelled;
   n++;
@@ -529,6 +612,122 @@ call_authenticate (gn_rpc_call *call)
   return true;
 }
 
+/* Server: the read side of client-streaming calls. */
+
+static void
+reader_init (gn_rpc_reader *reader, gn_rpc_call *call)
+{
+  memset (reader, 0, sizeof *reader);
+  reader->kind = TAG_STREAM_READ;
+  reader->call = call;
+  reader->scratch = gn_arena_new ();
+  g_mutex_init (&reader->lock);
+  g_cond_init (&reader->cond);
+}
+
+static void
+reader_clear (gn_rpc_reader *reader)
+{
+  if (reader->payload != NULL)
+    grpc_byte_buffer_destroy (reader->payload);
+  gn_arena_free (reader->scratch);
+  g_mutex_clear (&reader->lock);
+  g_cond_clear (&reader->cond);
+}
+
+/* On the completion-queue thread: hand the outcome to the worker waiting in reader_run_op. */
+static void
+reader_batch_completed (gn_rpc_reader *reader, bool success)
+{
+  g_mutex_lock (&reader->lock);
+  reader->batch_done = true;
+  reader->batch_success = success;
+  g_cond_signal (&reader->cond);
+  g_mutex_unlock (&reader->lock);
+}
+
+/* Starts a one-op batch on the stream and waits for its completion.  No timeout is needed:
+ * gRPC completes every batch of a call that is cancelled or whose deadline passes, and server
+ * shutdown cancels every call. */
+static bool
+reader_run_op (gn_rpc_reader *reader, const grpc_op *op)
+{
+  grpc_call_error error = grpc_call_start_batch (reader->call->call, op, 1, reader, NULL);
+  if (error != GRPC_CALL_OK) {
+    gn_error ("rpc %s: cannot start a stream batch (call error %d)", reader->call->path,
+              (int)error);
+    return false;
+  }
+  g_mutex_lock (&reader->lock);
+  while (!reader->batch_done)
+    g_cond_wait (&reader->cond, &reader->lock);
+  reader->batch_done = false;
+  bool success = reader->batch_success;
+  g_mutex_unlock (&reader->lock);
+  return success;
+}
+
+static int
+reader_break (gn_rpc_reader *reader, grpc_status_code code, const char *reason, const char *message)
+{
+  reader->broken = true;
+  reader->broken_code = code;
+  reader->broken_reason = reason;
+  reader->broken_message = message;
+  return -1;
+}
+
+int
+gn_rpc_reader_next (gn_rpc_reader *reader, ProtobufCMessage **message)
+{
+  g_return_val_if_fail (reader != NULL && message != NULL, -1);
+
+  gn_rpc_call *call = reader->call;
+  grpc_op op;
+
+  *message = NULL;
+  if (reader->broken)
+    return -1;
+  if (reader->ended)
+    return 0;
+
+  gn_arena_reset (reader->scratch);
+  memset (&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &reader->payload;
+  if (!reader_run_op (reader, &op))
+    return reader_break (reader, GRPC_STATUS_CANCELLED, NULL, "stream broken");
+
+  if (reader->payload == NULL) {
+    /* Half-close or cancellation: the probe described in the top comment decides. */
+    call_set_initial_metadata (call);
+    call->initial_metadata_sent = true;
+    memset (&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_INITIAL_METADATA;
+    op.data.send_initial_metadata.count = 1;
+    op.data.send_initial_metadata.metadata = call->initial_metadata;
+    if (!reader_run_op (reader, &op))
+      return reader_break (reader, GRPC_STATUS_CANCELLED, NULL, "stream broken");
+    reader->ended = true;
+    return 0;
+  }
+
+  /* The received buffer goes before decoding: a large part is then held twice at most (flat and
+   * decoded), not three times. */
+  grpc_slice slice;
+  bool flattened = buffer_flatten (reader->payload, &slice);
+  grpc_byte_buffer_destroy (reader->payload);
+  reader->payload = NULL;
+  if (flattened) {
+    *message = unpack_slice (call->method->descriptor->input, slice, reader->scratch);
+    grpc_slice_unref (slice);
+  }
+  if (*message == NULL)
+    return reader_break (reader, GRPC_STATUS_INVALID_ARGUMENT, "malformed_request",
+                         "malformed request");
+  return 1;
+}
+
 /* Runs the handler on the current thread (completion-queue thread or worker) and responds. */
 static void
 call_run (gn_rpc_call *call)
@@ -536,6 +735,8 @@ call_run (gn_rpc_call *call)
   const rpc_method *method = call->method;
   ProtobufCMessage *response = NULL;
   grpc_status_code code;
+  gn_rpc_reader stream_reader;
+  gn_rpc_reader *reader = NULL;
 
   call->started_us = g_get_monotonic_time ();
   gn_log_set_service (method->service.log_name);
@@ -548,7 +749,15 @@ call_run (gn_rpc_call *call)
     code = gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "invalid_token",
                              "invalid or expired access token");
   else {
-    code = method->entry.handler (call, call->request, &response);
+    if (method->streaming) {
+      reader = &stream_reader;
+      reader_init (reader, call);
+      code = method->entry.stream_handler (call, reader, &response);
+      if (reader->broken)
+        code = gn_rpc_call_fail (call, reader->broken_code, reader->broken_reason, "%s",
+                                 reader->broken_message);
+    } else
+      code = method->entry.handler (call, call->request, &response);
     if (code == GRPC_STATUS_OK
         && (response == NULL || response->descriptor != method->descriptor->output)) {
       gn_error ("rpc %s: handler returned OK without a %s response", call->path,
@@ -558,6 +767,9 @@ call_run (gn_rpc_call *call)
   }
   call->finished_us = g_get_monotonic_time ();
   call_respond (call, code, response);
+  /* Only now: the response may point into the last message. */
+  if (reader != NULL)
+    reader_clear (reader);
 
   gn_log_set_service (NULL);
   gn_log_set_request_id (NULL);
@@ -574,19 +786,22 @@ call_dispatch (gn_rpc_call *call)
     call_respond (call, GRPC_STATUS_UNIMPLEMENTED, NULL);
     return;
   }
-  if (call->payload != NULL)
-    call->request = unpack_message (call->method->descriptor->input, call->payload, call->arena);
-  if (call->request == NULL) {
-    call_fail_respond (call, GRPC_STATUS_INVALID_ARGUMENT, "malformed_request",
-                       "malformed request");
-    return;
-  }
-  grpc_byte_buffer_destroy (call->payload);
-  call->payload = NULL;
+  /* A stream's handler reads its messages itself, and always on a worker: the reads block. */
+  if (!call->method->streaming) {
+    if (call->payload != NULL)
+      call->request = unpack_message (call->method->descriptor->input, call->payload, call->arena);
+    if (call->request == NULL) {
+      call_fail_respond (call, GRPC_STATUS_INVALID_ARGUMENT, "malformed_request",
+                         "malformed request");
+      return;
+    }
+    grpc_byte_buffer_destroy (call->payload);
+    call->payload = NULL;
 
-  if (!(call->method->entry.flags & GN_RPC_BLOCKING)) {
-    call_run (call);
-    return;
+    if (!(call->method->entry.flags & GN_RPC_BLOCKING)) {
+      call_run (call);
+      return;
+    }
   }
   g_mutex_lock (&server->lock);
   if (g_queue_get_length (&server->queue) >= (guint)server->options.queue_max) {
@@ -608,10 +823,11 @@ slot_arm (request_slot *slot)
   gn_rpc_server *server = slot->cq->server;
   grpc_call_error error;
 
+  /* gRPC insists on a NULL payload pointer for methods registered with PAYLOAD_NONE. */
   if (slot->method != NULL)
-    error = grpc_server_request_registered_call (server->grpc, slot->method->registered,
-                                                 &slot->call, &slot->deadline, &slot->metadata,
-                                                 &slot->payload, slot->cq->cq, slot->cq->cq, slot);
+    error = grpc_server_request_registered_call (
+        server->grpc, slot->method->registered, &slot->call, &slot->deadline, &slot->metadata,
+        slot->method->streaming ? NULL : &slot->payload, slot->cq->cq, slot->cq->cq, slot);
   else
     error = grpc_server_request_call (server->grpc, &slot->call, &slot->details, &slot->metadata,
                                       slot->cq->cq, slot->cq->cq, slot);
@@ -651,6 +867,9 @@ cq_thread_main (gpointer data)
         break;
       case TAG_CALL:
         call_complete (event.tag);
+        break;
+      case TAG_STREAM_READ:
+        reader_batch_completed (event.tag, event.success);
         break;
       case TAG_SERVER_SHUTDOWN:
         g_mutex_lock (&server->lock);
@@ -773,10 +992,10 @@ gn_rpc_server_add_service (gn_rpc_server *server, const gn_rpc_service *service,
   /* Check the whole table first so a failure registers nothing. */
   for (const gn_rpc_method *entry = service->methods; entry->name != NULL; entry++) {
     if (protobuf_c_service_descriptor_get_method_by_name (service->descriptor, entry->name) == NULL
-        || entry->handler == NULL) {
+        || (entry->handler == NULL) == (entry->stream_handler == NULL)) {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                   "service %s has no method %s (or no handler for it)", service->descriptor->name,
-                   entry->name);
+                   "service %s has no method %s (or not exactly one handler for it)",
+                   service->descriptor->name, entry->name);
       return FALSE;
     }
   }
@@ -787,8 +1006,10 @@ gn_rpc_server_add_service (gn_rpc_server *server, const gn_rpc_service *service,
     method->descriptor
         = protobuf_c_service_descriptor_get_method_by_name (service->descriptor, entry->name);
     method->path = g_strdup_printf ("/%s/%s", service->descriptor->name, entry->name);
-    method->registered = grpc_server_register_method (server->grpc, method->path, NULL,
-                                                      GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    method->streaming = entry->stream_handler != NULL;
+    method->registered = grpc_server_register_method (
+        server->grpc, method->path, NULL,
+        method->streaming ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (method->registered == NULL) {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "cannot register %s twice", method->path);
       rpc_method_free (method);
@@ -1052,6 +1273,68 @@ metadata_add (grpc_metadata *metadata, size_t *count, const char *key, const cha
   (*count)++;
 }
 
+/* The metadata a client call sends: the parent's, unless given explicitly. */
+static size_t
+client_metadata (const gn_rpc_call_options *options, grpc_metadata metadata[3])
+{
+  gn_rpc_call *parent = options->parent;
+  size_t count = 0;
+
+  metadata_add (metadata, &count, "x-request-id",
+                parent != NULL ? parent->request_id : options->request_id);
+  metadata_add (metadata, &count, "traceparent",
+                parent != NULL ? parent->traceparent : options->traceparent);
+  metadata_add (metadata, &count, "authorization",
+                options->authorization != NULL || parent == NULL ? options->authorization
+                                                                 : parent->authorization);
+  return count;
+}
+
+static grpc_call *
+client_call_new (gn_rpc_client *client, grpc_completion_queue *cq, grpc_slice path,
+                 const gn_rpc_call_options *options)
+{
+  gn_rpc_call *parent = options->parent;
+  int timeout_ms = options->timeout_ms > 0 ? options->timeout_ms : DEFAULT_TIMEOUT_MS;
+
+  /* With a parent, gRPC takes the earlier of the two deadlines and cancels with the parent. */
+  return grpc_channel_create_call (client->channel, parent != NULL ? parent->call : NULL,
+                                   parent != NULL ? GRPC_PROPAGATE_DEFAULTS : 0, cq, path, NULL,
+                                   deadline_after_ms (timeout_ms), NULL);
+}
+
+/* The server's status, details and x-error-code trailer, as the caller sees them. */
+static void
+status_from_answer (gn_rpc_status *status, const gn_rpc_client *client,
+                    const ProtobufCServiceDescriptor *service, grpc_status_code code,
+                    grpc_slice details, const grpc_metadata_array *trailing_metadata)
+{
+  size_t length;
+  const char *reason = metadata_lookup (trailing_metadata, "x-error-code", &length);
+  if (reason != NULL)
+    snprintf (status->reason, sizeof status->reason, "%.*s", (int)length, reason);
+  const char *message = (const char *)GRPC_SLICE_START_PTR (details);
+  int message_length = (int)GRPC_SLICE_LENGTH (details);
+  if (code == GRPC_STATUS_UNAVAILABLE && reason == NULL)
+    status_set (status, code, "%s unavailable at %s: %.*s", service->short_name, client->target,
+                message_length, message);
+  else
+    status_set (status, code, "%.*s", message_length, message);
+}
+
+/* Decodes an OK answer's message into the arena; a missing or undecodable one is INTERNAL. */
+static void
+response_decode (gn_rpc_status *status, const gn_rpc_client *client,
+                 const ProtobufCMethodDescriptor *method, const char *path,
+                 grpc_byte_buffer *payload, ProtobufCMessage **response, gn_arena *arena)
+{
+  if (payload != NULL)
+    *response = unpack_message (method->output, payload, arena);
+  if (*response == NULL)
+    status_set (status, GRPC_STATUS_INTERNAL, "malformed response from %s at %s", path,
+                client->target);
+}
+
 grpc_status_code
 gn_rpc_unary (gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
               const char *method_name, const ProtobufCMessage *request, ProtobufCMessage **response,
@@ -1086,24 +1369,12 @@ gn_rpc_unary (gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
     return status_set (status, GRPC_STATUS_INVALID_ARGUMENT, "%s/%s takes %s, not %s",
                        service->name, method_name, method->input->name, request->descriptor->name);
 
-  gn_rpc_call *parent = options->parent;
-  int timeout_ms = options->timeout_ms > 0 ? options->timeout_ms : DEFAULT_TIMEOUT_MS;
   char *path = g_strdup_printf ("/%s/%s", service->name, method->name);
   grpc_slice path_slice = grpc_slice_from_copied_string (path);
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck (NULL);
-  /* With a parent, gRPC takes the earlier of the two deadlines and cancels with the parent. */
-  grpc_call *call
-      = grpc_channel_create_call (client->channel, parent != NULL ? parent->call : NULL,
-                                  parent != NULL ? GRPC_PROPAGATE_DEFAULTS : 0, cq, path_slice,
-                                  NULL, deadline_after_ms (timeout_ms), NULL);
+  grpc_call *call = client_call_new (client, cq, path_slice, options);
 
-  metadata_add (metadata, &metadata_count, "x-request-id",
-                parent != NULL ? parent->request_id : options->request_id);
-  metadata_add (metadata, &metadata_count, "traceparent",
-                parent != NULL ? parent->traceparent : options->traceparent);
-  metadata_add (metadata, &metadata_count, "authorization",
-                options->authorization != NULL || parent == NULL ? options->authorization
-                                                                 : parent->authorization);
+  metadata_count = client_metadata (options, metadata);
   grpc_metadata_array_init (&initial_metadata);
   grpc_metadata_array_init (&trailing_metadata);
   request_payload = pack_message (request);
@@ -1138,25 +1409,9 @@ gn_rpc_unary (gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
     goto done;
   }
 
-  size_t length;
-  const char *reason = metadata_lookup (&trailing_metadata, "x-error-code", &length);
-  if (reason != NULL)
-    snprintf (status->reason, sizeof status->reason, "%.*s", (int)length, reason);
-  const char *message = (const char *)GRPC_SLICE_START_PTR (details);
-  int message_length = (int)GRPC_SLICE_LENGTH (details);
-  if (code == GRPC_STATUS_UNAVAILABLE && reason == NULL)
-    status_set (status, code, "%s unavailable at %s: %.*s", service->short_name, client->target,
-                message_length, message);
-  else
-    status_set (status, code, "%.*s", message_length, message);
-  if (code != GRPC_STATUS_OK)
-    goto done;
-
-  if (response_payload != NULL)
-    *response = unpack_message (method->output, response_payload, arena);
-  if (*response == NULL)
-    status_set (status, GRPC_STATUS_INTERNAL, "malformed response from %s at %s", path,
-                client->target);
+  status_from_answer (status, client, service, code, details, &trailing_metadata);
+  if (code == GRPC_STATUS_OK)
+    response_decode (status, client, method, path, response_payload, response, arena);
 
 done:
   for (size_t i = 0; i < metadata_count; i++)
@@ -1177,4 +1432,247 @@ done:
   grpc_slice_unref (path_slice);
   g_free (path);
   return status->code;
+}
+
+/* Client streams. */
+
+struct gn_rpc_stream {
+  gn_rpc_client *client;
+  const ProtobufCServiceDescriptor *service;
+  const ProtobufCMethodDescriptor *method; /* NULL: refused before a call existed */
+  char *path;
+  grpc_slice path_slice;
+  grpc_completion_queue *cq; /* pluck */
+  grpc_call *call;
+  grpc_metadata metadata[3];
+  size_t metadata_count;
+
+  /* Filled by the answer batch. */
+  grpc_metadata_array initial_metadata;
+  grpc_metadata_array trailing_metadata;
+  grpc_byte_buffer *response_payload;
+  grpc_status_code code;
+  grpc_slice details;
+  const char *error_string;
+
+  /* Batches in flight; the address of each flag is its batch's tag. */
+  bool open_pending;
+  bool answer_pending;
+  bool send_pending;
+  bool close_pending;
+
+  bool failed;  /* no more sends */
+  bool refused; /* failed here, not at the server: `local` is the result */
+  gn_rpc_status local;
+};
+
+static void stream_refuse (gn_rpc_stream *stream, grpc_status_code code, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+/* Fails the stream on this side (the first reason wins) and cancels the call, so that every
+ * batch in flight completes. */
+static void
+stream_refuse (gn_rpc_stream *stream, grpc_status_code code, const char *fmt, ...)
+{
+  if (!stream->refused) {
+    va_list ap;
+    va_start (ap, fmt);
+    stream->local.code = code;
+    vsnprintf (stream->local.message, sizeof stream->local.message, fmt, ap);
+    va_end (ap);
+    stream->refused = true;
+  }
+  stream->failed = true;
+  if (stream->call != NULL)
+    grpc_call_cancel (stream->call, NULL);
+}
+
+static bool
+stream_start (gn_rpc_stream *stream, const grpc_op *ops, size_t count, bool *pending)
+{
+  grpc_call_error error = grpc_call_start_batch (stream->call, ops, count, pending, NULL);
+  if (error != GRPC_CALL_OK) {
+    stream_refuse (stream, GRPC_STATUS_INTERNAL, "cannot start a batch of %s (call error %d)",
+                   stream->path, (int)error);
+    return false;
+  }
+  *pending = true;
+  return true;
+}
+
+/* Waits until `deadline` for the batch tagged `pending`; false if it has not completed. */
+static bool
+stream_wait (gn_rpc_stream *stream, bool *pending, gpr_timespec deadline, bool *success)
+{
+  grpc_event event = grpc_completion_queue_pluck (stream->cq, pending, deadline, NULL);
+  if (event.type != GRPC_OP_COMPLETE)
+    return false;
+  *pending = false;
+  if (success != NULL)
+    *success = event.success;
+  return true;
+}
+
+static void
+stream_drain (gn_rpc_stream *stream)
+{
+  bool *batches[] = { &stream->open_pending, &stream->send_pending, &stream->close_pending,
+                      &stream->answer_pending };
+  for (size_t i = 0; i < G_N_ELEMENTS (batches); i++)
+    if (*batches[i])
+      stream_wait (stream, batches[i], gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
+}
+
+static void
+stream_free (gn_rpc_stream *stream)
+{
+  for (size_t i = 0; i < stream->metadata_count; i++)
+    grpc_slice_unref (stream->metadata[i].value);
+  grpc_metadata_array_destroy (&stream->initial_metadata);
+  grpc_metadata_array_destroy (&stream->trailing_metadata);
+  if (stream->response_payload != NULL)
+    grpc_byte_buffer_destroy (stream->response_payload);
+  grpc_slice_unref (stream->details);
+  gpr_free ((void *)stream->error_string);
+  if (stream->call != NULL)
+    grpc_call_unref (stream->call);
+  if (stream->cq != NULL) {
+    grpc_completion_queue_shutdown (stream->cq);
+    while (grpc_completion_queue_pluck (stream->cq, NULL, gpr_inf_future (GPR_CLOCK_REALTIME), NULL)
+               .type
+           != GRPC_QUEUE_SHUTDOWN)
+      ;
+    grpc_completion_queue_destroy (stream->cq);
+  }
+  grpc_slice_unref (stream->path_slice);
+  g_free (stream->path);
+  g_free (stream);
+}
+
+gn_rpc_stream *
+gn_rpc_stream_open (gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
+                    const char *method_name, const gn_rpc_call_options *options)
+{
+  static const gn_rpc_call_options no_options = { 0 };
+  grpc_op ops[3];
+
+  g_return_val_if_fail (client != NULL && service != NULL && method_name != NULL, NULL);
+  if (options == NULL)
+    options = &no_options;
+
+  gn_rpc_stream *stream = g_new0 (gn_rpc_stream, 1);
+  stream->client = client;
+  stream->service = service;
+  stream->path_slice = grpc_empty_slice ();
+  stream->details = grpc_empty_slice ();
+  grpc_metadata_array_init (&stream->initial_metadata);
+  grpc_metadata_array_init (&stream->trailing_metadata);
+  stream->method = protobuf_c_service_descriptor_get_method_by_name (service, method_name);
+  if (stream->method == NULL) {
+    stream_refuse (stream, GRPC_STATUS_UNIMPLEMENTED, "%s has no method %s", service->name,
+                   method_name);
+    return stream;
+  }
+  stream->path = g_strdup_printf ("/%s/%s", service->name, stream->method->name);
+  stream->path_slice = grpc_slice_from_copied_string (stream->path);
+  stream->cq = grpc_completion_queue_create_for_pluck (NULL);
+  stream->call = client_call_new (client, stream->cq, stream->path_slice, options);
+  stream->metadata_count = client_metadata (options, stream->metadata);
+
+  memset (ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = stream->metadata_count;
+  ops[0].data.send_initial_metadata.metadata = stream->metadata;
+  if (!stream_start (stream, ops, 1, &stream->open_pending))
+    return stream;
+
+  memset (ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[0].data.recv_initial_metadata.recv_initial_metadata = &stream->initial_metadata;
+  ops[1].op = GRPC_OP_RECV_MESSAGE;
+  ops[1].data.recv_message.recv_message = &stream->response_payload;
+  ops[2].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[2].data.recv_status_on_client.trailing_metadata = &stream->trailing_metadata;
+  ops[2].data.recv_status_on_client.status = &stream->code;
+  ops[2].data.recv_status_on_client.status_details = &stream->details;
+  ops[2].data.recv_status_on_client.error_string = &stream->error_string;
+  stream_start (stream, ops, 3, &stream->answer_pending);
+  return stream;
+}
+
+gboolean
+gn_rpc_stream_send (gn_rpc_stream *stream, const ProtobufCMessage *message)
+{
+  g_return_val_if_fail (stream != NULL && message != NULL, FALSE);
+
+  if (stream->failed)
+    return FALSE;
+  if (message->descriptor != stream->method->input) {
+    stream_refuse (stream, GRPC_STATUS_INVALID_ARGUMENT, "%s/%s takes %s, not %s",
+                   stream->service->name, stream->method->name, stream->method->input->name,
+                   message->descriptor->name);
+    return FALSE;
+  }
+  /* Once the server answered (it may refuse an upload before reading all of it) or the call
+   * ended otherwise, sending more is pointless. */
+  if (stream_wait (stream, &stream->answer_pending, gpr_inf_past (GPR_CLOCK_MONOTONIC), NULL)) {
+    stream->failed = true;
+    return FALSE;
+  }
+
+  grpc_byte_buffer *payload = pack_message (message);
+  grpc_op op;
+  bool sent = false;
+  memset (&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_MESSAGE;
+  op.data.send_message.send_message = payload;
+  if (stream_start (stream, &op, 1, &stream->send_pending))
+    stream_wait (stream, &stream->send_pending, gpr_inf_future (GPR_CLOCK_REALTIME), &sent);
+  grpc_byte_buffer_destroy (payload);
+  if (!sent)
+    stream->failed = true;
+  return sent;
+}
+
+grpc_status_code
+gn_rpc_stream_finish (gn_rpc_stream *stream, ProtobufCMessage **response, gn_arena *arena,
+                      gn_rpc_status *status)
+{
+  gn_rpc_status ignored_status;
+
+  g_return_val_if_fail (stream != NULL && response != NULL && arena != NULL, GRPC_STATUS_INTERNAL);
+  if (status == NULL)
+    status = &ignored_status;
+  memset (status, 0, sizeof *status);
+  *response = NULL;
+
+  if (!stream->failed) {
+    grpc_op op;
+    memset (&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    stream_start (stream, &op, 1, &stream->close_pending);
+  }
+  stream_drain (stream);
+  if (stream->refused)
+    *status = stream->local;
+  else {
+    status_from_answer (status, stream->client, stream->service, stream->code, stream->details,
+                        &stream->trailing_metadata);
+    if (stream->code == GRPC_STATUS_OK)
+      response_decode (status, stream->client, stream->method, stream->path,
+                       stream->response_payload, response, arena);
+  }
+  stream_free (stream);
+  return status->code;
+}
+
+void
+gn_rpc_stream_cancel (gn_rpc_stream *stream)
+{
+  if (stream == NULL)
+    return;
+  if (stream->call != NULL)
+    grpc_call_cancel (stream->call, NULL);
+  stream_drain (stream);
+  stream_free (stream);
 }

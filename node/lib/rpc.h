@@ -1,9 +1,11 @@
 /* rpc.h - table-driven gRPC server and client over gRPC core + protobuf-c.
  *
  * Server.  A service is a protoc-c service descriptor plus a table of handlers, one per method
- * name.  gn_rpc_server_add_service() registers "/package.Service/Method" for every entry with
- * GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, so the request bytes arrive with the new-call
- * event.  A catch-all slot answers UNIMPLEMENTED for unknown methods at once.
+ * name.  gn_rpc_server_add_service() registers "/package.Service/Method" for every entry: unary
+ * methods with GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, so the request bytes arrive with the
+ * new-call event; client-streaming methods with GRPC_SRM_PAYLOAD_NONE, their handler reading
+ * the messages one by one (gn_rpc_reader_next).  A catch-all slot answers UNIMPLEMENTED for
+ * unknown methods at once.
  *
  * Threads: `cq_threads` completion-queue threads each poll their own completion queue, with
  * `slots_per_method` request slots armed per method.  On a new call the thread re-arms the

@@ -6,7 +6,13 @@
  * user, GetUserInfo misbehaves (OK without a response) and RefreshToken makes a nested call
  * with the server call as parent.  Logout and HealthCheck stay unregistered, so calling them
  * exercises the UNIMPLEMENTED catch-all.  A few checks use raw gRPC core calls to see what
- * the client API does not expose (initial metadata, undecodable payloads, arbitrary paths). */
+ * the client API does not expose (initial metadata, undecodable payloads, arbitrary paths).
+ *
+ * Client streaming uses the real MediaService descriptor's Upload method (stream of
+ * UploadChunk: a start part, then data parts).  The test handler reads the whole stream,
+ * hashes the data parts in order with SHA-256 and answers a Media whose id is the hash; an
+ * upload named "refuse" is refused after its first message without reading the rest, one
+ * named "refuse-late" likewise but 200 ms later (the client is then blocked in flow control). */
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <grpc/byte_buffer.h>
@@ -18,14 +24,20 @@
 #include <string.h>
 
 #include "auth.pb-c.h"
+#include "media.pb-c.h"
 #include "rpc.h"
 
 #define AUTH_SERVICE (&generia__auth__v1__auth_service__descriptor)
+#define MEDIA_SERVICE (&generia__media__v1__media_service__descriptor)
+#define MIB (1024 * 1024)
 
 typedef Generia__Auth__V1__RegisterRequest RegisterRequest;
 typedef Generia__Auth__V1__LoginRequest LoginRequest;
 typedef Generia__Auth__V1__Session Session;
 typedef Generia__Auth__V1__User User;
+typedef Generia__Media__V1__UploadChunk UploadChunk;
+typedef Generia__Media__V1__UploadStart UploadStart;
+typedef Generia__Media__V1__Media Media;
 
 /* What the handlers saw, for the test to check afterwards. */
 static struct {
@@ -40,6 +52,11 @@ static struct {
   grpc_status_code observed_status[64];
   char observed_method[64][32];
   char observed_request_id[64][64];
+  /* Upload handlers. */
+  int uploads_started;
+  int uploads_finished;
+  int upload_parts;     /* data parts the latest upload has read */
+  int upload_last_next; /* what its last gn_rpc_reader_next() returned */
 } seen;
 
 typedef struct {
@@ -57,6 +74,10 @@ seen_reset (void)
   seen.nested_code = GRPC_STATUS_OK;
   seen.nested_ms = 0;
   seen.observed = 0;
+  seen.uploads_started = 0;
+  seen.uploads_finished = 0;
+  seen.upload_parts = 0;
+  seen.upload_last_next = 99;
   g_mutex_unlock (&seen.lock);
 }
 
@@ -179,6 +200,86 @@ static const gn_rpc_method auth_methods[] = {
   { NULL, NULL, 0 },
 };
 
+static void
+upload_record (int parts, int next, bool finished)
+{
+  g_mutex_lock (&seen.lock);
+  seen.upload_parts = parts;
+  seen.upload_last_next = next;
+  if (finished)
+    seen.uploads_finished++;
+  g_cond_broadcast (&seen.cond);
+  g_mutex_unlock (&seen.lock);
+}
+
+static grpc_status_code
+handle_upload (gn_rpc_call *call, gn_rpc_reader *reader, ProtobufCMessage **response)
+{
+  gn_arena *arena = gn_rpc_call_arena (call);
+  ProtobufCMessage *message;
+  int parts = 0;
+  int64_t bytes = 0;
+
+  g_mutex_lock (&seen.lock);
+  seen.uploads_started++;
+  g_mutex_unlock (&seen.lock);
+
+  int next = gn_rpc_reader_next (reader, &message);
+  if (next <= 0) {
+    upload_record (0, next, true);
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "empty_upload", "empty upload");
+  }
+  const UploadChunk *chunk = (const UploadChunk *)message;
+  if (chunk->part_case != GENERIA__MEDIA__V1__UPLOAD_CHUNK__PART_START) {
+    upload_record (0, next, true);
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "start_expected",
+                             "an upload begins with its start part");
+  }
+  /* The message is only valid until the next read: keep a copy. */
+  const char *filename = gn_arena_strdup (arena, chunk->start->filename);
+  if (g_str_equal (filename, "refuse") || g_str_equal (filename, "refuse-late")) {
+    if (g_str_equal (filename, "refuse-late"))
+      g_usleep (200 * 1000);
+    upload_record (0, next, true);
+    return gn_rpc_call_fail (call, GRPC_STATUS_PERMISSION_DENIED, "upload_refused",
+                             "uploads named %s are refused", filename);
+  }
+
+  GChecksum *checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  while ((next = gn_rpc_reader_next (reader, &message)) == 1) {
+    chunk = (const UploadChunk *)message;
+    if (chunk->part_case != GENERIA__MEDIA__V1__UPLOAD_CHUNK__PART_DATA)
+      break;
+    g_checksum_update (checksum, chunk->data.data, (gssize)chunk->data.len);
+    bytes += (int64_t)chunk->data.len;
+    upload_record (++parts, next, false);
+  }
+  upload_record (parts, next, true);
+  grpc_status_code code = GRPC_STATUS_OK;
+  if (next == 1)
+    code = gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "data_expected",
+                             "one start part only");
+  else if (next == 0) {
+    Media *media = gn_arena_alloc (arena, sizeof *media);
+    generia__media__v1__media__init (media);
+    media->id = gn_arena_strdup (arena, g_checksum_get_string (checksum));
+    media->user_id = dup_or_empty (arena, gn_rpc_call_user_id (call));
+    media->content_type = gn_arena_strdup (arena, gn_rpc_call_request_id (call));
+    media->blurhash = (char *)filename;
+    media->duration_ms = bytes;
+    media->width = parts;
+    *response = &media->base;
+  } else
+    code = GRPC_STATUS_CANCELLED; /* not sent: the stream broke */
+  g_checksum_free (checksum);
+  return code;
+}
+
+static const gn_rpc_method media_methods[] = {
+  { .name = "Upload", .stream_handler = handle_upload },
+  { NULL, NULL, 0 },
+};
+
 static bool
 authenticate (void *data, const char *token, char user_id[64])
 {
@@ -222,6 +323,11 @@ fixture_start (fixture *f, const gn_rpc_server_options *options, bool tcp)
     .log_name = "auth-test",
     .data = &f->state,
   };
+  gn_rpc_service media_service = {
+    .descriptor = MEDIA_SERVICE,
+    .methods = media_methods,
+    .log_name = "media-test",
+  };
 
   seen_reset ();
   f->dir = g_dir_make_tmp ("test-rpc-XXXXXX", &error);
@@ -230,6 +336,8 @@ fixture_start (fixture *f, const gn_rpc_server_options *options, bool tcp)
   gn_rpc_server_set_authenticator (f->server, authenticate, NULL);
   gn_rpc_server_set_observer (f->server, observe, NULL);
   g_assert_true (gn_rpc_server_add_service (f->server, &service, &error));
+  g_assert_no_error (error);
+  g_assert_true (gn_rpc_server_add_service (f->server, &media_service, &error));
   g_assert_no_error (error);
   if (tcp) {
     g_assert_true (gn_rpc_server_listen (f->server, "127.0.0.1:0", &f->port, &error));
@@ -401,6 +509,28 @@ raw_call (const char *target, const char *path, const void *payload, size_t payl
     ;
   grpc_completion_queue_destroy (cq);
   grpc_channel_destroy (channel);
+}
+
+static gboolean
+send_start (gn_rpc_stream *stream, const char *filename)
+{
+  UploadChunk chunk = GENERIA__MEDIA__V1__UPLOAD_CHUNK__INIT;
+  UploadStart start = GENERIA__MEDIA__V1__UPLOAD_START__INIT;
+  start.filename = (char *)filename;
+  start.content_type = "application/octet-stream";
+  chunk.part_case = GENERIA__MEDIA__V1__UPLOAD_CHUNK__PART_START;
+  chunk.start = &start;
+  return gn_rpc_stream_send (stream, &chunk.base);
+}
+
+static gboolean
+send_data (gn_rpc_stream *stream, guint8 *buffer, size_t size)
+{
+  UploadChunk chunk = GENERIA__MEDIA__V1__UPLOAD_CHUNK__INIT;
+  chunk.part_case = GENERIA__MEDIA__V1__UPLOAD_CHUNK__PART_DATA;
+  chunk.data.data = buffer;
+  chunk.data.len = size;
+  return gn_rpc_stream_send (stream, &chunk.base);
 }
 
 /* Tests. */
@@ -656,6 +786,16 @@ test_unavailable (void)
   g_assert_true (g_str_has_prefix (status.message, expected));
   g_assert_cmpuint (strlen (status.message), >, strlen (expected));
   g_test_message ("unavailable: %s", status.message);
+
+  /* A stream: its sends fail and finish says why. */
+  ProtobufCMessage *response;
+  gn_rpc_stream *stream
+      = gn_rpc_stream_open (gn_rpc_client_get (target), MEDIA_SERVICE, "Upload", NULL);
+  g_assert_false (send_start (stream, "nowhere.bin"));
+  g_assert_cmpint (gn_rpc_stream_finish (stream, &response, arena, &status), ==,
+                   GRPC_STATUS_UNAVAILABLE);
+  g_autofree char *expected_stream = g_strdup_printf ("MediaService unavailable at %s: ", target);
+  g_assert_true (g_str_has_prefix (status.message, expected_stream));
 
   g_assert_no_errno (g_rmdir (dir));
   gn_arena_free (arena);
@@ -961,6 +1101,16 @@ test_add_service_unknown_method (void)
   g_assert_false (gn_rpc_server_add_service (server, &service, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
   g_assert_nonnull (strstr (error->message, "Regster"));
+  g_clear_error (&error);
+
+  /* A method has exactly one kind of handler. */
+  static const gn_rpc_method both[] = {
+    { .name = "Upload", .handler = handle_register, .stream_handler = handle_upload },
+    { NULL, NULL, 0 },
+  };
+  gn_rpc_service media = { .descriptor = MEDIA_SERVICE, .methods = both, .log_name = "x" };
+  g_assert_false (gn_rpc_server_add_service (server, &media, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
   gn_rpc_server_free (server);
 }
 
@@ -978,6 +1128,533 @@ test_listen_port_taken (void)
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE);
   gn_rpc_server_free (second);
   fixture_stop (&f);
+}
+
+/* Client streaming. */
+
+/* A recognisable pattern per part, so that a lost, repeated or reordered part changes the hash. */
+static void
+fill_part (guint8 *buffer, size_t size, int index)
+{
+  guint32 *words = (guint32 *)buffer;
+  for (size_t i = 0; i < size / sizeof *words; i++)
+    words[i] = (guint32)index * 2654435761u + (guint32)i;
+}
+
+typedef struct {
+  const char *target;
+  const char *filename;
+  int parts;
+  size_t part_size;
+  gn_rpc_call_options options;
+  /* Results. */
+  int parts_sent;
+  grpc_status_code code;
+  gn_rpc_status status;
+  char checksum[65];
+  char media_id[65];
+  char media_user_id[64];
+  char media_request_id[64];
+  int64_t media_bytes;
+  int media_parts;
+} upload_job;
+
+/* Opens an Upload stream, sends the start part and `parts` data parts, and finishes. */
+static void
+run_upload (upload_job *job)
+{
+  gn_arena *arena = gn_arena_new ();
+  guint8 *buffer = g_malloc (job->part_size);
+  GChecksum *checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  ProtobufCMessage *response;
+
+  gn_rpc_stream *stream = gn_rpc_stream_open (gn_rpc_client_get (job->target), MEDIA_SERVICE,
+                                              "Upload", &job->options);
+  g_assert_nonnull (stream);
+  job->parts_sent = 0;
+  if (send_start (stream, job->filename))
+    for (int i = 0; i < job->parts; i++) {
+      fill_part (buffer, job->part_size, i);
+      g_checksum_update (checksum, buffer, (gssize)job->part_size);
+      if (!send_data (stream, buffer, job->part_size))
+        break;
+      job->parts_sent++;
+    }
+  job->code = gn_rpc_stream_finish (stream, &response, arena, &job->status);
+  g_strlcpy (job->checksum, g_checksum_get_string (checksum), sizeof job->checksum);
+  if (job->code == GRPC_STATUS_OK) {
+    const Media *media = (const Media *)response;
+    g_strlcpy (job->media_id, media->id, sizeof job->media_id);
+    g_strlcpy (job->media_user_id, media->user_id, sizeof job->media_user_id);
+    g_strlcpy (job->media_request_id, media->content_type, sizeof job->media_request_id);
+    job->media_bytes = media->duration_ms;
+    job->media_parts = media->width;
+  }
+  g_checksum_free (checksum);
+  g_free (buffer);
+  gn_arena_free (arena);
+}
+
+static gpointer
+upload_thread (gpointer data)
+{
+  run_upload (data);
+  return NULL;
+}
+
+static void
+wait_seen_uploads (int finished, int parts)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  g_mutex_lock (&seen.lock);
+  while (seen.uploads_finished < finished || seen.upload_parts < parts)
+    if (!g_cond_wait_until (&seen.cond, &seen.lock, end))
+      break;
+  g_assert_cmpint (seen.uploads_finished, >=, finished);
+  g_assert_cmpint (seen.upload_parts, >=, parts);
+  g_mutex_unlock (&seen.lock);
+}
+
+/* "VmHWM:" or "VmRSS:" of this process, in KiB. */
+static long
+proc_status_kib (const char *field)
+{
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents ("/proc/self/status", &text, NULL, NULL));
+  const char *line = strstr (text, field);
+  g_assert_nonnull (line);
+  return strtol (line + strlen (field), NULL, 10);
+}
+
+/* Under valgrind the process's memory is valgrind's, not ours. */
+static bool
+under_valgrind (void)
+{
+  const char *preload = g_getenv ("LD_PRELOAD");
+  return preload != NULL && strstr (preload, "vgpreload") != NULL;
+}
+
+/* 50 MiB in 1 MiB parts arrive complete and in order, and neither side buffers the stream: the
+ * peak RSS of this process (server and client both) grows far less than the stream's size. */
+static void
+test_stream_large (void)
+{
+  fixture f = { 0 };
+  upload_job job = { .filename = "large.bin", .parts = 50, .part_size = MIB };
+
+  fixture_start (&f, NULL, false);
+  job.target = f.target;
+  job.options.timeout_ms = 120000;
+  /* Resets VmHWM to the current RSS (Linux >= 4.0), so earlier tests' peaks do not hide ours. */
+  FILE *clear_refs = fopen ("/proc/self/clear_refs", "w");
+  g_assert_nonnull (clear_refs);
+  g_assert_cmpint (fputs ("5", clear_refs), >=, 0);
+  g_assert_cmpint (fclose (clear_refs), ==, 0);
+  long baseline_kib = proc_status_kib ("VmRSS:");
+  gint64 start = g_get_monotonic_time ();
+  run_upload (&job);
+  double seconds = (double)(g_get_monotonic_time () - start) / G_USEC_PER_SEC;
+  long growth_kib = proc_status_kib ("VmHWM:") - baseline_kib;
+
+  g_test_message ("50 MiB stream: %.2f s (%.0f MiB/s), peak RSS growth %ld KiB", seconds,
+                  50 / seconds, growth_kib);
+  g_assert_cmpint (job.code, ==, GRPC_STATUS_OK);
+  g_assert_cmpint (job.parts_sent, ==, 50);
+  g_assert_cmpint (job.media_parts, ==, 50);
+  g_assert_cmpint (job.media_bytes, ==, 50 * MIB);
+  g_assert_cmpstr (job.media_id, ==, job.checksum);
+  if (!under_valgrind ())
+    g_assert_cmpint (growth_kib, <, 20 * 1024);
+
+  wait_observed (1);
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.observed_status[0], ==, GRPC_STATUS_OK);
+  g_assert_cmpstr (seen.observed_method[0], ==, "Upload");
+  g_mutex_unlock (&seen.lock);
+  fixture_stop (&f);
+}
+
+static void
+test_stream_empty (void)
+{
+  fixture f = { 0 };
+  gn_arena *arena = gn_arena_new ();
+  gn_rpc_status status;
+  ProtobufCMessage *response;
+
+  fixture_start (&f, NULL, false);
+  gn_rpc_stream *stream
+      = gn_rpc_stream_open (gn_rpc_client_get (f.target), MEDIA_SERVICE, "Upload", NULL);
+  g_assert_cmpint (gn_rpc_stream_finish (stream, &response, arena, &status), ==,
+                   GRPC_STATUS_INVALID_ARGUMENT);
+  g_assert_null (response);
+  g_assert_cmpstr (status.message, ==, "empty upload");
+  g_assert_cmpstr (status.reason, ==, "empty_upload");
+  wait_seen_uploads (1, 0);
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.upload_last_next, ==, 0);
+  g_mutex_unlock (&seen.lock);
+  fixture_stop (&f);
+  gn_arena_free (arena);
+}
+
+/* The handler refuses after the first message, at once or while the client waits for flow
+ * control to let its next part through; either way the client learns it at once. */
+static void
+check_stream_refused (const char *filename)
+{
+  fixture f = { 0 };
+  upload_job job = { .filename = filename, .parts = 50, .part_size = MIB };
+
+  fixture_start (&f, NULL, false);
+  job.target = f.target;
+  job.options.timeout_ms = 30000;
+  gint64 start = g_get_monotonic_time ();
+  run_upload (&job);
+  gint64 elapsed_ms = (g_get_monotonic_time () - start) / 1000;
+  g_test_message ("%s: refused after %d of 50 parts were sent, in %" G_GINT64_FORMAT " ms",
+                  filename, job.parts_sent, elapsed_ms);
+  g_assert_cmpint (job.code, ==, GRPC_STATUS_PERMISSION_DENIED);
+  g_autofree char *message = g_strdup_printf ("uploads named %s are refused", filename);
+  g_assert_cmpstr (job.status.message, ==, message);
+  g_assert_cmpstr (job.status.reason, ==, "upload_refused");
+  g_assert_cmpint (job.parts_sent, <, 50);
+  g_assert_cmpint (elapsed_ms, <, 1000);
+
+  wait_observed (1);
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.observed_status[0], ==, GRPC_STATUS_PERMISSION_DENIED);
+  g_mutex_unlock (&seen.lock);
+  fixture_stop (&f);
+}
+
+static void
+test_stream_refused (void)
+{
+  check_stream_refused ("refuse");
+}
+
+static void
+test_stream_refused_late (void)
+{
+  check_stream_refused ("refuse-late");
+}
+
+/* The client abandons a stream mid-way: the handler's next read fails and the call is
+ * reported as CANCELLED. */
+static void
+test_stream_cancel (void)
+{
+  fixture f = { 0 };
+  guint8 *buffer = g_malloc0 (64 * 1024);
+
+  fixture_start (&f, NULL, false);
+  gn_rpc_stream *stream
+      = gn_rpc_stream_open (gn_rpc_client_get (f.target), MEDIA_SERVICE, "Upload", NULL);
+  g_assert_true (send_start (stream, "cancelled.bin"));
+  g_assert_true (send_data (stream, buffer, 64 * 1024));
+  g_assert_true (send_data (stream, buffer, 64 * 1024));
+  wait_seen_uploads (0, 2);
+  gn_rpc_stream_cancel (stream);
+
+  wait_seen_uploads (1, 2);
+  wait_observed (1);
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.upload_last_next, ==, -1);
+  g_assert_cmpint (seen.observed_status[0], ==, GRPC_STATUS_CANCELLED);
+  g_assert_cmpstr (seen.observed_method[0], ==, "Upload");
+  g_mutex_unlock (&seen.lock);
+  fixture_stop (&f);
+  g_free (buffer);
+}
+
+/* The deadline passes while the handler waits for the next part. */
+static void
+test_stream_deadline (void)
+{
+  fixture f = { 0 };
+  gn_arena *arena = gn_arena_new ();
+  gn_rpc_status status;
+  ProtobufCMessage *response;
+  guint8 buffer[1024] = { 0 };
+  gn_rpc_call_options options = { .timeout_ms = 300 };
+
+  fixture_start (&f, NULL, false);
+  gn_rpc_stream *stream
+      = gn_rpc_stream_open (gn_rpc_client_get (f.target), MEDIA_SERVICE, "Upload", &options);
+  g_assert_true (send_start (stream, "slow.bin"));
+  g_assert_true (send_data (stream, buffer, sizeof buffer));
+  wait_seen_uploads (0, 1);
+  g_usleep (600 * 1000);
+  g_assert_false (send_data (stream, buffer, sizeof buffer));
+  g_assert_cmpint (gn_rpc_stream_finish (stream, &response, arena, &status), ==,
+                   GRPC_STATUS_DEADLINE_EXCEEDED);
+
+  wait_seen_uploads (1, 1);
+  wait_observed (1);
+  /* The client's deadline timer usually ends the call first, with an RST_STREAM the server
+   * cannot tell from a cancel; it says DEADLINE_EXCEEDED when its own deadline (the client's
+   * plus the first headers' transit) has passed by then too.  On a slow run (valgrind) it may
+   * not have. */
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.upload_last_next, ==, -1);
+  g_test_message ("observed: %s", gn_rpc_status_name (seen.observed_status[0]));
+  g_assert_true (seen.observed_status[0] == GRPC_STATUS_DEADLINE_EXCEEDED
+                 || seen.observed_status[0] == GRPC_STATUS_CANCELLED);
+  g_mutex_unlock (&seen.lock);
+  fixture_stop (&f);
+  gn_arena_free (arena);
+}
+
+/* A raw client-streaming call: sends each message in turn (ignoring refusals), half-closes and
+ * reports the status. */
+static void
+raw_stream_call (const char *target, const char *path, GBytes **messages, size_t count,
+                 raw_result *result)
+{
+  grpc_channel_credentials *credentials = grpc_insecure_credentials_create ();
+  grpc_channel *channel = grpc_channel_create (target, credentials, NULL);
+  grpc_channel_credentials_release (credentials);
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck (NULL);
+  grpc_slice method = grpc_slice_from_copied_string (path);
+  gpr_timespec deadline
+      = gpr_time_add (gpr_now (GPR_CLOCK_MONOTONIC), gpr_time_from_millis (5000, GPR_TIMESPAN));
+  grpc_call *call = grpc_channel_create_call (channel, NULL, 0, cq, method, NULL, deadline, NULL);
+  grpc_metadata_array initial, trailing;
+  grpc_slice details;
+  grpc_byte_buffer *received = NULL;
+  grpc_op ops[3];
+  int answer_tag, send_tag;
+
+  grpc_metadata_array_init (&initial);
+  grpc_metadata_array_init (&trailing);
+  memset (ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[0].data.recv_initial_metadata.recv_initial_metadata = &initial;
+  ops[1].op = GRPC_OP_RECV_MESSAGE;
+  ops[1].data.recv_message.recv_message = &received;
+  ops[2].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[2].data.recv_status_on_client.trailing_metadata = &trailing;
+  ops[2].data.recv_status_on_client.status = &result->code;
+  ops[2].data.recv_status_on_client.status_details = &details;
+  g_assert_cmpint (grpc_call_start_batch (call, ops, 3, &answer_tag, NULL), ==, GRPC_CALL_OK);
+
+  memset (ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  g_assert_cmpint (grpc_call_start_batch (call, ops, 1, &send_tag, NULL), ==, GRPC_CALL_OK);
+  grpc_completion_queue_pluck (cq, &send_tag, gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
+  for (size_t i = 0; i < count; i++) {
+    gsize size;
+    const void *data = g_bytes_get_data (messages[i], &size);
+    grpc_slice slice = grpc_slice_from_copied_buffer (data, size);
+    grpc_byte_buffer *buffer = grpc_raw_byte_buffer_create (&slice, 1);
+    grpc_slice_unref (slice);
+    memset (ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_MESSAGE;
+    ops[0].data.send_message.send_message = buffer;
+    g_assert_cmpint (grpc_call_start_batch (call, ops, 1, &send_tag, NULL), ==, GRPC_CALL_OK);
+    grpc_completion_queue_pluck (cq, &send_tag, gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
+    grpc_byte_buffer_destroy (buffer);
+  }
+  memset (ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  g_assert_cmpint (grpc_call_start_batch (call, ops, 1, &send_tag, NULL), ==, GRPC_CALL_OK);
+  grpc_completion_queue_pluck (cq, &send_tag, gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
+  grpc_event event
+      = grpc_completion_queue_pluck (cq, &answer_tag, gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
+  g_assert_cmpint (event.type, ==, GRPC_OP_COMPLETE);
+
+  result->details
+      = g_strndup ((const char *)GRPC_SLICE_START_PTR (details), GRPC_SLICE_LENGTH (details));
+  result->reason = metadata_dup (&trailing, "x-error-code");
+  result->echoed_request_id = metadata_dup (&initial, "x-request-id");
+
+  grpc_slice_unref (details);
+  grpc_slice_unref (method);
+  if (received != NULL)
+    grpc_byte_buffer_destroy (received);
+  grpc_metadata_array_destroy (&initial);
+  grpc_metadata_array_destroy (&trailing);
+  grpc_call_unref (call);
+  grpc_completion_queue_shutdown (cq);
+  while (grpc_completion_queue_pluck (cq, NULL, gpr_inf_future (GPR_CLOCK_REALTIME), NULL).type
+         != GRPC_QUEUE_SHUTDOWN)
+    ;
+  grpc_completion_queue_destroy (cq);
+  grpc_channel_destroy (channel);
+}
+
+static GBytes *
+pack_bytes (const ProtobufCMessage *message)
+{
+  size_t size = protobuf_c_message_get_packed_size (message);
+  guint8 *data = g_malloc (size + 1);
+  protobuf_c_message_pack (message, data);
+  return g_bytes_new_take (data, size);
+}
+
+/* A part that does not decode, after a good one: INVALID_ARGUMENT, and the handler's next read
+ * fails instead of handing it garbage. */
+static void
+test_stream_malformed (void)
+{
+  fixture f = { 0 };
+  raw_result raw = { 0 };
+  UploadChunk chunk = GENERIA__MEDIA__V1__UPLOAD_CHUNK__INIT;
+  UploadStart start = GENERIA__MEDIA__V1__UPLOAD_START__INIT;
+  /* Field 2 (data) with a length that runs past the end. */
+  static const guint8 garbage[] = { 0x12, 0xff, 0xff, 0x01 };
+
+  start.filename = "malformed.bin";
+  chunk.part_case = GENERIA__MEDIA__V1__UPLOAD_CHUNK__PART_START;
+  chunk.start = &start;
+  GBytes *messages[] = { pack_bytes (&chunk.base), g_bytes_new_static (garbage, sizeof garbage) };
+
+  fixture_start (&f, NULL, false);
+  raw_stream_call (f.target, "/generia.media.v1.MediaService/Upload", messages,
+                   G_N_ELEMENTS (messages), &raw);
+  g_assert_cmpint (raw.code, ==, GRPC_STATUS_INVALID_ARGUMENT);
+  g_assert_cmpstr (raw.details, ==, "malformed request");
+  g_assert_cmpstr (raw.reason, ==, "malformed_request");
+  g_assert_nonnull (raw.echoed_request_id);
+  raw_result_clear (&raw);
+
+  wait_seen_uploads (1, 0);
+  wait_observed (1);
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.upload_last_next, ==, -1);
+  g_assert_cmpint (seen.observed_status[0], ==, GRPC_STATUS_INVALID_ARGUMENT);
+  g_mutex_unlock (&seen.lock);
+  fixture_stop (&f);
+  for (size_t i = 0; i < G_N_ELEMENTS (messages); i++)
+    g_bytes_unref (messages[i]);
+}
+
+/* Streams and unary calls at once, over one shared channel. */
+static void
+test_stream_concurrent (void)
+{
+  fixture f = { 0 };
+  upload_job uploads[6];
+  concurrent_job unary[4];
+  GThread *upload_threads[G_N_ELEMENTS (uploads)];
+  GThread *unary_threads[G_N_ELEMENTS (unary)];
+
+  fixture_start (&f, NULL, false);
+  for (size_t i = 0; i < G_N_ELEMENTS (uploads); i++) {
+    uploads[i] = (upload_job){
+      .target = f.target, .filename = "concurrent.bin", .parts = 8 + (int)i, .part_size = 256 * 1024
+    };
+    uploads[i].options.timeout_ms = 30000;
+    upload_threads[i] = g_thread_new ("upload", upload_thread, &uploads[i]);
+  }
+  for (size_t i = 0; i < G_N_ELEMENTS (unary); i++) {
+    unary[i] = (concurrent_job){ .target = f.target, .index = (int)i };
+    unary_threads[i] = g_thread_new ("client", concurrent_thread, &unary[i]);
+  }
+  for (size_t i = 0; i < G_N_ELEMENTS (uploads); i++) {
+    g_thread_join (upload_threads[i]);
+    g_assert_cmpint (uploads[i].code, ==, GRPC_STATUS_OK);
+    g_assert_cmpint (uploads[i].media_parts, ==, uploads[i].parts);
+    g_assert_cmpstr (uploads[i].media_id, ==, uploads[i].checksum);
+  }
+  for (size_t i = 0; i < G_N_ELEMENTS (unary); i++) {
+    g_thread_join (unary_threads[i]);
+    g_assert_cmpint (unary[i].failures, ==, 0);
+  }
+  wait_observed (G_N_ELEMENTS (uploads) + G_N_ELEMENTS (unary) * 40);
+  fixture_stop (&f);
+}
+
+/* Request id and bearer token reach a stream's handler; a forged token is refused before the
+ * handler runs; the client refuses what it cannot send. */
+static void
+test_stream_metadata (void)
+{
+  fixture f = { 0 };
+  gn_arena *arena = gn_arena_new ();
+  gn_rpc_status status;
+  ProtobufCMessage *response;
+  upload_job job = { .filename = "mine.bin", .parts = 2, .part_size = 1024 };
+
+  fixture_start (&f, NULL, false);
+  job.target = f.target;
+  job.options.request_id = "req-stream-1";
+  job.options.authorization = "Bearer good-token";
+  run_upload (&job);
+  g_assert_cmpint (job.code, ==, GRPC_STATUS_OK);
+  g_assert_cmpstr (job.media_user_id, ==, "user-42");
+  g_assert_cmpstr (job.media_request_id, ==, "req-stream-1");
+
+  job.options.authorization = "Bearer forged";
+  run_upload (&job);
+  g_assert_cmpint (job.code, ==, GRPC_STATUS_UNAUTHENTICATED);
+  g_assert_cmpstr (job.status.reason, ==, "invalid_token");
+
+  wait_observed (2);
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.uploads_started, ==, 1);
+  g_assert_cmpstr (seen.observed_request_id[0], ==, "req-stream-1");
+  g_assert_cmpstr (seen.observed_request_id[1], ==, "req-stream-1");
+  g_mutex_unlock (&seen.lock);
+
+  /* A method the descriptor does not have, and a message of the wrong type, never leave. */
+  gn_rpc_client *client = gn_rpc_client_get (f.target);
+  gn_rpc_stream *stream = gn_rpc_stream_open (client, MEDIA_SERVICE, "Download", NULL);
+  g_assert_false (send_start (stream, "x"));
+  g_assert_cmpint (gn_rpc_stream_finish (stream, &response, arena, &status), ==,
+                   GRPC_STATUS_UNIMPLEMENTED);
+  g_assert_cmpstr (status.message, ==, "generia.media.v1.MediaService has no method Download");
+
+  RegisterRequest wrong = GENERIA__AUTH__V1__REGISTER_REQUEST__INIT;
+  stream = gn_rpc_stream_open (client, MEDIA_SERVICE, "Upload", NULL);
+  g_assert_false (gn_rpc_stream_send (stream, &wrong.base));
+  g_assert_cmpint (gn_rpc_stream_finish (stream, &response, arena, &status), ==,
+                   GRPC_STATUS_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (status.message, "takes generia.media.v1.UploadChunk"));
+
+  /* Cancelling a stream that sent nothing yet. */
+  gn_rpc_stream_cancel (gn_rpc_stream_open (client, MEDIA_SERVICE, "Upload", NULL));
+  fixture_stop (&f);
+  gn_arena_free (arena);
+}
+
+/* Shutdown with a stream in flight: the handler's read fails, the server stops within the
+ * grace period plus a little, and the client is told. */
+static void
+test_stream_shutdown (void)
+{
+  fixture f = { 0 };
+  gn_arena *arena = gn_arena_new ();
+  gn_rpc_status status;
+  ProtobufCMessage *response;
+  guint8 buffer[4096] = { 0 };
+  gn_rpc_call_options options = { .timeout_ms = 30000 };
+
+  fixture_start (&f, NULL, false);
+  gn_rpc_stream *stream
+      = gn_rpc_stream_open (gn_rpc_client_get (f.target), MEDIA_SERVICE, "Upload", &options);
+  g_assert_true (send_start (stream, "inflight.bin"));
+  g_assert_true (send_data (stream, buffer, sizeof buffer));
+  wait_seen_uploads (0, 1);
+
+  gint64 start = g_get_monotonic_time ();
+  gn_rpc_server_shutdown (f.server, 100);
+  gint64 shutdown_ms = (g_get_monotonic_time () - start) / 1000;
+  g_test_message ("shutdown with a stream in flight took %" G_GINT64_FORMAT " ms", shutdown_ms);
+  g_assert_cmpint (shutdown_ms, <, 5000);
+
+  g_mutex_lock (&seen.lock);
+  g_assert_cmpint (seen.uploads_finished, ==, 1);
+  g_assert_cmpint (seen.upload_last_next, ==, -1);
+  g_mutex_unlock (&seen.lock);
+
+  g_assert_false (send_data (stream, buffer, sizeof buffer));
+  grpc_status_code code = gn_rpc_stream_finish (stream, &response, arena, &status);
+  g_test_message ("stream after shutdown: %s %s", gn_rpc_status_name (code), status.message);
+  g_assert_true (code == GRPC_STATUS_CANCELLED || code == GRPC_STATUS_UNAVAILABLE);
+  fixture_stop (&f);
+  gn_arena_free (arena);
 }
 
 int
@@ -1004,6 +1681,16 @@ main (int argc, char **argv)
   g_test_add_func ("/rpc/shutdown-in-flight", test_shutdown_in_flight);
   g_test_add_func ("/rpc/add-service-unknown-method", test_add_service_unknown_method);
   g_test_add_func ("/rpc/listen-port-taken", test_listen_port_taken);
+  g_test_add_func ("/rpc/stream/large", test_stream_large);
+  g_test_add_func ("/rpc/stream/empty", test_stream_empty);
+  g_test_add_func ("/rpc/stream/refused", test_stream_refused);
+  g_test_add_func ("/rpc/stream/refused-late", test_stream_refused_late);
+  g_test_add_func ("/rpc/stream/cancel", test_stream_cancel);
+  g_test_add_func ("/rpc/stream/deadline", test_stream_deadline);
+  g_test_add_func ("/rpc/stream/malformed", test_stream_malformed);
+  g_test_add_func ("/rpc/stream/concurrent", test_stream_concurrent);
+  g_test_add_func ("/rpc/stream/metadata", test_stream_metadata);
+  g_test_add_func ("/rpc/stream/shutdown", test_stream_shutdown);
 
   int status = g_test_run ();
   gn_rpc_clients_shutdown ();
