@@ -30,6 +30,9 @@
 /* Every service module compiled in; --services all means these plus the gateway. */
 static const gn_service_module *const modules[] = {
   &gn_auth_module,
+  &gn_cdn_module,
+  &gn_media_module,
+  &gn_post_module,
 };
 
 static const gn_service_module *

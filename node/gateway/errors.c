@@ -12,6 +12,8 @@
  * details go to the log line, which carries the request id the client also received. */
 #include "errors.h"
 
+#include <string.h>
+
 #include "log.h"
 
 int
@@ -73,11 +75,23 @@ default_code (int http_status)
   }
 }
 
+/* HTTP has words gRPC lacks: a few reasons name the exact status API v1 answers with. */
+static const struct {
+  const char *reason;
+  int http_status;
+} reason_statuses[] = {
+  { "unsupported_media_type", 415 },
+  { "file_too_large", 413 },
+};
+
 void
 gn_gateway_respond_rpc_error (gn_http_request *request, const gn_rpc_status *status,
                               const char *service)
 {
   int http_status = gn_gateway_http_status (status->code);
+  for (size_t i = 0; i < G_N_ELEMENTS (reason_statuses); i++)
+    if (http_status < 500 && strcmp (status->reason, reason_statuses[i].reason) == 0)
+      http_status = reason_statuses[i].http_status;
   const char *code = status->reason[0] != '\0' ? status->reason : default_code (http_status);
   const char *name = service != NULL ? service : "upstream";
 

@@ -6,10 +6,14 @@
  * hop; the services verify the forwarded token again (authorisation stays with the data). */
 #include "gateway.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "common.pb-c.h"
 #include "auth.pb-c.h"
+#include "cdn.pb-c.h"
+#include "media.pb-c.h"
+#include "post.pb-c.h"
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
@@ -28,6 +32,9 @@ typedef struct {
 
 static const ready_dependency ready_dependencies[] = {
   { GN_SERVICE_AUTH, &generia__auth__v1__auth_service__descriptor },
+  { GN_SERVICE_POST, &generia__post__v1__post_service__descriptor },
+  { GN_SERVICE_MEDIA, &generia__media__v1__media_service__descriptor },
+  { GN_SERVICE_CDN, &generia__cdn__v1__cdnservice__descriptor },
 };
 
 static bool
@@ -213,6 +220,8 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
   gn_router_add (gateway->router, "GET", "/ready", handle_ready, &gateway->context, 0);
   gn_router_add (gateway->router, "GET", "/metrics", handle_metrics, NULL, 0);
   gn_gateway_add_auth_routes (gateway->router, &gateway->context);
+  gn_gateway_add_post_routes (gateway->router, &gateway->context);
+  gn_gateway_add_media_routes (gateway->router, &gateway->context);
 
   gn_http_server_options options = {
     .name = "gateway",
@@ -223,6 +232,7 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
     .threads = config->gateway_threads,
     .blocking_handlers = config->gateway_threads == 0,
     .max_body = config->max_body_bytes,
+    .spool_dir = config->media_spool_dir,
     .cors_origins = config->cors_origins,
     .router = gateway->router,
     .authenticate = authenticate,
@@ -230,6 +240,14 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
     .observer = gn_metrics_observe_http,
     .data = &gateway->context,
   };
+  /* Large uploads are spooled here before they stream to the media service. */
+  if (g_mkdir_with_parents (config->media_spool_dir, 0700) != 0) {
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "cannot create %s: %s",
+                 config->media_spool_dir, g_strerror (errno));
+    gn_router_free (gateway->router);
+    g_free (gateway);
+    return NULL;
+  }
   gateway->server = gn_http_server_start (&options, error);
   if (gateway->server == NULL) {
     gn_router_free (gateway->router);

@@ -29,6 +29,8 @@ void gn_gateway_stop (gn_gateway *gateway);
 
 /* Route registration per area. */
 void gn_gateway_add_auth_routes (gn_router *router, gn_gateway_context *context);
+void gn_gateway_add_post_routes (gn_router *router, gn_gateway_context *context);
+void gn_gateway_add_media_routes (gn_router *router, gn_gateway_context *context);
 
 /* Helpers shared by the route files. */
 

@@ -27,8 +27,8 @@
  *                         connection then ends at the connection timeout, which therefore
  *                         bounds how long an aborted upload's spool file lives.
  *
- * Every answer is built by respond_common(), which adds X-Request-Id, the CORS headers for an
- * allowed Origin and any headers set with gn_http_add_header(), so no path can forget them.
+ * Every answer goes out through queue_response(), which adds X-Request-Id, the CORS headers for
+ * an allowed Origin and any headers set with gn_http_add_header(), so no path can forget them.
  *
  * Errors are plain text ("message\n") unless the client's Accept names
  * application/problem+json; the problem document is written by hand with gn_http_json_quote()
@@ -81,6 +81,12 @@ typedef struct response_header {
   struct response_header *next;
 } response_header;
 
+typedef struct form_field {
+  struct form_field *next;
+  char *name;
+  GString *value;
+} form_field;
+
 typedef struct {
   gn_http_request request; /* first: handlers get &context->request */
   gn_http_server *server;
@@ -102,6 +108,13 @@ typedef struct {
   size_t buffer_size;
   int spool_fd;
   char *spool_path; /* g_malloc'd; removed once the handler returns or the request ends */
+
+  /* GN_ROUTE_MULTIPART */
+  struct MHD_PostProcessor *form;
+  form_field *fields;
+  size_t fields_bytes;
+  bool file_seen; /* a "file" part started (its bytes go to the spool file) */
+  bool file_done; /* a later part began: further "file" parts are ignored */
 
   response_header *headers; /* in the order added */
   response_header **headers_tail;
@@ -285,23 +298,28 @@ gn_http_add_header (gn_http_request *request, const char *name, const char *valu
   context->headers_tail = &header->next;
 }
 
-static void
-respond_common (gn_http_request *request, int status, const char *content_type, const char *body,
-                size_t len)
+/* Whether an answer may still be given; logs the handler bug otherwise. */
+static bool
+claim_answer (gn_http_request *request, int status, size_t len)
 {
-  request_context *context = context_of (request);
-  struct MHD_Response *response;
-  bool ok = true;
-
   if (request->status != 0) {
     gn_error ("second answer (%d) to %s %s ignored: already answered %d", status, request->method,
               request->path, request->status);
-    return;
+    return false;
   }
   request->status = status;
-  context->bytes_out = len;
+  context_of (request)->bytes_out = len;
+  return true;
+}
 
-  response = MHD_create_response_from_buffer (len, (void *)body, MHD_RESPMEM_MUST_COPY);
+/* Adds the headers every answer carries and queues it; takes the response. */
+static void
+queue_response (gn_http_request *request, int status, const char *content_type,
+                struct MHD_Response *response)
+{
+  request_context *context = context_of (request);
+  bool ok = true;
+
   if (response == NULL) {
     context->queue_failed = true;
     return;
@@ -327,6 +345,34 @@ respond_common (gn_http_request *request, int status, const char *content_type, 
     context->queue_failed = true;
   }
   MHD_destroy_response (response);
+}
+
+static void
+respond_common (gn_http_request *request, int status, const char *content_type, const char *body,
+                size_t len)
+{
+  if (!claim_answer (request, status, len))
+    return;
+  queue_response (request, status, content_type,
+                  MHD_create_response_from_buffer (len, (void *)body, MHD_RESPMEM_MUST_COPY));
+}
+
+void
+gn_http_respond_file (gn_http_request *request, int status, int fd, uint64_t offset,
+                      uint64_t length, const char *content_type)
+{
+  struct MHD_Response *response;
+
+  if (!claim_answer (request, status, (size_t)length)) {
+    close (fd);
+    return;
+  }
+  /* libmicrohttpd sends it with sendfile(2) on plain TCP and closes fd when the response is
+   * destroyed, i.e. once the last byte went out or the client left. */
+  response = MHD_create_response_from_fd_at_offset64 (length, fd, offset);
+  if (response == NULL)
+    close (fd);
+  queue_response (request, status, content_type, response);
 }
 
 void
@@ -531,6 +577,83 @@ buffer_append (request_context *context, const char *data, size_t size)
   context->request.body_len += size;
 }
 
+/* Non-file form fields are small (a type, a caption): their total is capped. */
+#define FORM_FIELDS_MAX (64 * 1024)
+
+/* libmicrohttpd's streaming multipart parser calls this for every piece of every part.  The
+ * part named "file" goes to the spool file (never to memory); other fields are kept, up to
+ * FORM_FIELDS_MAX bytes in all. */
+static enum MHD_Result
+form_iterator (void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
+               const char *content_type, const char *transfer_encoding, const char *data,
+               uint64_t off, size_t size)
+{
+  request_context *context = cls;
+  gn_http_request *request = &context->request;
+
+  if (context->pending_status != 0)
+    return MHD_YES;
+  if (strcmp (key, "file") == 0) {
+    if (context->file_done)
+      return MHD_YES;
+    if (!context->file_seen) {
+      context->file_seen = true;
+      request->upload_filename = gn_arena_strdup (request->arena, filename ? filename : "");
+      request->upload_content_type
+          = gn_arena_strdup (request->arena, content_type ? content_type : "");
+      if (!open_spool (context))
+        return MHD_NO;
+    }
+    if (size > 0) {
+      if (!spool_write (context, data, size))
+        return MHD_NO;
+      request->body_len += size;
+    }
+    return MHD_YES;
+  }
+  if (context->file_seen)
+    context->file_done = true;
+
+  context->fields_bytes += strlen (key) + size;
+  if (context->fields_bytes > FORM_FIELDS_MAX) {
+    set_pending (context, 413, "payload_too_large", "The form fields are too large");
+    return MHD_YES;
+  }
+  form_field *field = context->fields;
+  while (field != NULL && !(strcmp (field->name, key) == 0 && off > 0))
+    field = field->next;
+  if (field == NULL) {
+    field = gn_arena_zalloc (request->arena, sizeof *field);
+    field->name = gn_arena_strdup (request->arena, key);
+    field->value = g_string_new (NULL);
+    field->next = context->fields;
+    context->fields = field;
+  }
+  g_string_append_len (field->value, data, (gssize)size);
+  return MHD_YES;
+}
+
+static void
+free_form (request_context *context)
+{
+  if (context->form != NULL) {
+    MHD_destroy_post_processor (context->form);
+    context->form = NULL;
+  }
+  for (form_field *field = context->fields; field != NULL; field = field->next)
+    g_string_free (field->value, TRUE);
+  context->fields = NULL;
+}
+
+const char *
+gn_http_form_field (gn_http_request *request, const char *name)
+{
+  for (form_field *field = context_of (request)->fields; field != NULL; field = field->next)
+    if (strcmp (field->name, name) == 0)
+      return field->value->str;
+  return NULL;
+}
+
 /* Takes one piece of the body: into the buffer, the spool file or nowhere. */
 static void
 receive_body (request_context *context, const char *data, size_t size)
@@ -549,6 +672,11 @@ receive_body (request_context *context, const char *data, size_t size)
     return;
   }
 
+  if (context->form != NULL) {
+    if (MHD_post_process (context->form, data, size) != MHD_YES && context->pending_status == 0)
+      set_pending (context, 400, "invalid_multipart", "The multipart/form-data body is malformed");
+    return;
+  }
   if (route->flags & GN_ROUTE_RAW_BODY && context->spool_fd < 0
       && request->body_len + size > context->server->spool_threshold) {
     if (!open_spool (context) || !spool_write (context, context->buffer, request->body_len))
@@ -659,6 +787,20 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
   if (context->pending_status != 0)
     return MHD_YES;
 
+  if (request->route->flags & GN_ROUTE_MULTIPART) {
+    const char *type = gn_http_header (request, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (type == NULL || !ascii_has_prefix_nocase (type, "multipart/form-data")) {
+      set_pending (context, 415, "unsupported_media_type",
+                   "The request body must be multipart/form-data");
+      return MHD_YES;
+    }
+    context->form = MHD_create_post_processor (connection, 64 * 1024, form_iterator, context);
+    if (context->form == NULL)
+      set_pending (context, 400, "invalid_multipart",
+                   "The multipart/form-data body has no usable boundary");
+    return MHD_YES;
+  }
+
   if (has_body && !(request->route->flags & GN_ROUTE_RAW_BODY)
       && !content_type_is_json (gn_http_header (request, MHD_HTTP_HEADER_CONTENT_TYPE))) {
     set_pending (context, 415, "unsupported_media_type", "The request body must be JSON");
@@ -685,6 +827,10 @@ finish_request (request_context *context)
   gn_log_set_service (context->server->name);
   gn_log_set_request_id (request->request_id);
 
+  if (context->form != NULL) {
+    MHD_destroy_post_processor (context->form);
+    context->form = NULL;
+  }
   if (context->pending_status != 0)
     discard_spool (context);
   if (context->spool_fd >= 0) {
@@ -774,6 +920,7 @@ request_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
   request = &context->request;
 
   discard_spool (context);
+  free_form (context);
 
   report.method = request->method != NULL ? request->method : "-";
   report.route = request->route != NULL ? request->route->name : "-";
@@ -911,13 +1058,21 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
   server->data = options->data;
 
   last_mhd_error[0] = '\0';
+  /* The pool size is only given in pool mode: libmicrohttpd warns about it otherwise. */
+  struct MHD_OptionItem pool[] = {
+    { MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL },
+    { MHD_OPTION_END, 0, NULL },
+  };
+  if (options->blocking_handlers)
+    pool[0].option = MHD_OPTION_END;
+
   /* One option per line reads better than what clang-format would make of it. */
   /* clang-format off */
   server->daemon = MHD_start_daemon (
       flags, (uint16_t) options->port, NULL, NULL, access_handler, server,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &native,
-      MHD_OPTION_THREAD_POOL_SIZE, options->blocking_handlers ? 0u : threads,
+      MHD_OPTION_ARRAY, pool,
       MHD_OPTION_CONNECTION_LIMIT, connection_limit,
       MHD_OPTION_CONNECTION_TIMEOUT, timeout,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONNECTION_MEMORY_LIMIT,

@@ -34,14 +34,17 @@ struct gn_http_request {
   size_t n_params;
   const char *body; /* NUL-terminated, body_len bytes; NULL if no body */
   size_t body_len;
-  const char *spool_path;    /* set instead of body for large bodies of GN_ROUTE_RAW_BODY routes
-                              * (body_len is then the file's size); removed when the request ends */
-  char request_id[65];       /* the client's X-Request-Id (<= 64 safe characters) or a UUID */
-  const char *authorization; /* raw header value, NULL if absent */
-  const char *user_id;       /* verified bearer token's subject, or NULL */
-  bool problem_json;         /* the client asked for application/problem+json errors */
-  int status;                /* set by gn_http_respond_*; 0 until then */
-  void *server_data;         /* gn_http_server_options.data */
+  const char *spool_path;      /* set instead of body for large bodies of GN_ROUTE_RAW_BODY routes
+                                * and for the file of GN_ROUTE_MULTIPART routes (body_len is then the
+                                * file's size); removed when the request ends */
+  const char *upload_filename; /* GN_ROUTE_MULTIPART: the file part's name and type, */
+  const char *upload_content_type; /* as the client sent them (NULL if no file part) */
+  char request_id[65];             /* the client's X-Request-Id (<= 64 safe characters) or a UUID */
+  const char *authorization;       /* raw header value, NULL if absent */
+  const char *user_id;             /* verified bearer token's subject, or NULL */
+  bool problem_json;               /* the client asked for application/problem+json errors */
+  int status;                      /* set by gn_http_respond_*; 0 until then */
+  void *server_data;               /* gn_http_server_options.data */
 };
 
 typedef bool (*gn_http_authenticator) (void *data, const char *token, char user_id[64]);
@@ -88,10 +91,18 @@ const char *gn_http_header (gn_http_request *request, const char *name);
 const char *gn_http_query (gn_http_request *request, const char *name);
 const char *gn_http_param (gn_http_request *request, const char *name);
 
+/* A non-file field of a GN_ROUTE_MULTIPART request (NULL if absent). */
+const char *gn_http_form_field (gn_http_request *request, const char *name);
+
 /* Responses: exactly one per request.  Bodies are copied. */
 void gn_http_respond (gn_http_request *request, int status, const char *content_type,
                       const char *body, size_t len);
 void gn_http_respond_json (gn_http_request *request, int status, const char *json, size_t len);
+/* Sends `length` bytes of the open file fd from `offset` (sendfile on plain TCP; HEAD gets the
+ * headers only).  The response owns fd: it is closed when the answer is done, or at once if
+ * it cannot be sent. */
+void gn_http_respond_file (gn_http_request *request, int status, int fd, uint64_t offset,
+                           uint64_t length, const char *content_type);
 /* Adds a response header to the pending answer (before a respond call). */
 void gn_http_add_header (gn_http_request *request, const char *name, const char *value);
 /* code: stable machine word ("username_taken"); message: shown to people.  Plain text

@@ -20,6 +20,8 @@ enum {
   GN_ROUTE_AUTH_REQUIRED = 1 << 0, /* 401 unless a valid bearer token is present */
   GN_ROUTE_AUTH_OPTIONAL = 1 << 1, /* verified if present (401 if present but invalid) */
   GN_ROUTE_RAW_BODY = 1 << 2,      /* body is not JSON (uploads): no JSON content-type check */
+  GN_ROUTE_MULTIPART = 1 << 3,     /* multipart/form-data: the "file" part is spooled to disk,
+                                    * other fields are read with gn_http_form_field */
 };
 
 #define GN_ROUTE_MAX_PARAMS 4

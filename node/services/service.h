@@ -26,6 +26,9 @@ typedef struct {
 } gn_service_module;
 
 extern const gn_service_module gn_auth_module;
+extern const gn_service_module gn_cdn_module;
+extern const gn_service_module gn_post_module;
+extern const gn_service_module gn_media_module;
 
 /* Shared by the modules: runs the embedded migrations of `service` against database_url. */
 gboolean gn_service_migrate (const gn_service_env *env, const char *service, GError **error);

@@ -92,6 +92,51 @@ handle_upload (gn_http_request *request, void *data)
   gn_http_respond_json (request, 201, body, strlen (body));
 }
 
+/* Reports what the multipart parsing produced: the file part (spooled) and the other fields. */
+static void
+handle_form (gn_http_request *request, void *data)
+{
+  GStatBuf st;
+  gboolean file_on_disk = request->spool_path != NULL && g_stat (request->spool_path, &st) == 0
+                          && (gsize)st.st_size == request->body_len;
+  g_autofree char *head = NULL;
+  if (file_on_disk) {
+    g_autofree char *contents = NULL;
+    gsize len = 0;
+    g_file_get_contents (request->spool_path, &contents, &len, NULL);
+    head = g_strndup (contents, MIN (len, (gsize)16));
+  }
+  g_mutex_lock (&seen_lock);
+  g_free (seen_spool_path);
+  seen_spool_path = g_strdup (request->spool_path);
+  g_mutex_unlock (&seen_lock);
+
+  g_autoptr (JsonBuilder) builder = json_builder_new ();
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "file_on_disk");
+  json_builder_add_boolean_value (builder, file_on_disk);
+  json_builder_set_member_name (builder, "size");
+  json_builder_add_int_value (builder, (gint64)request->body_len);
+  json_builder_set_member_name (builder, "head");
+  json_builder_add_string_value (builder, head != NULL ? head : "");
+  json_builder_set_member_name (builder, "filename");
+  json_builder_add_string_value (builder, request->upload_filename ? request->upload_filename : "");
+  json_builder_set_member_name (builder, "content_type");
+  json_builder_add_string_value (builder,
+                                 request->upload_content_type ? request->upload_content_type : "");
+  json_builder_set_member_name (builder, "type");
+  json_builder_add_string_value (builder, gn_http_form_field (request, "type") ?: "");
+  json_builder_set_member_name (builder, "caption");
+  json_builder_add_string_value (builder, gn_http_form_field (request, "caption") ?: "");
+  json_builder_end_object (builder);
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autoptr (JsonNode) root = json_builder_get_root (builder);
+  json_generator_set_root (generator, root);
+  gsize len = 0;
+  g_autofree char *text = json_generator_to_data (generator, &len);
+  gn_http_respond_json (request, 201, text, len);
+}
+
 static bool
 authenticate (void *data, const char *token, char user_id[64])
 {
@@ -131,6 +176,8 @@ fixture_setup (fixture *f, gconstpointer data)
   route->max_body = 16;
   route
       = gn_router_add (f->router, "PUT", "/upload/{name}", handle_upload, NULL, GN_ROUTE_RAW_BODY);
+  route->max_body = UPLOAD_MAX;
+  route = gn_router_add (f->router, "POST", "/form", handle_form, NULL, GN_ROUTE_MULTIPART);
   route->max_body = UPLOAD_MAX;
 
   f->spool_dir = g_dir_make_tmp ("test-http-spool-XXXXXX", &error);
@@ -999,6 +1046,86 @@ test_listen_errors (void)
   gn_router_free (router);
 }
 
+static void
+send_form (fixture *f, SoupMultipart *multipart, reply *r)
+{
+  g_autofree char *uri = g_strconcat (f->base, "/form", NULL);
+  SoupMessage *msg = soup_message_new_from_multipart (uri, multipart);
+  send_message (f, msg, r);
+}
+
+/* A multipart upload: the file part lands in a 0600 spool file (never in memory), the other
+ * fields are readable, and nothing is left on disk afterwards. */
+static void
+test_multipart (fixture *f, gconstpointer data)
+{
+  g_auto (reply) r = { 0 };
+  g_autoptr (JsonParser) parser = NULL;
+  const gsize size = 3 * 1024 * 1024 + 17;
+  g_autofree char *payload = g_malloc (size);
+  for (gsize i = 0; i < size; i++)
+    payload[i] = (char)('a' + i % 26);
+  g_autoptr (GBytes) bytes = g_bytes_new_take (g_steal_pointer (&payload), size);
+
+  SoupMultipart *multipart = soup_multipart_new ("multipart/form-data");
+  soup_multipart_append_form_string (multipart, "type", "image");
+  soup_multipart_append_form_file (multipart, "file", "holiday photo.jpg", "image/jpeg", bytes);
+  soup_multipart_append_form_string (multipart, "caption", "Ça va? \"quoted\"");
+  send_form (f, multipart, &r);
+  soup_multipart_free (multipart);
+
+  g_assert_cmpint (status_of (&r), ==, 201);
+  JsonObject *body = json_of (&r, &parser);
+  g_assert_true (json_object_get_boolean_member (body, "file_on_disk"));
+  g_assert_cmpint (json_object_get_int_member (body, "size"), ==, (gint64)size);
+  g_assert_cmpstr (json_object_get_string_member (body, "head"), ==, "abcdefghijklmnop");
+  g_assert_cmpstr (json_object_get_string_member (body, "filename"), ==, "holiday photo.jpg");
+  g_assert_cmpstr (json_object_get_string_member (body, "content_type"), ==, "image/jpeg");
+  g_assert_cmpstr (json_object_get_string_member (body, "type"), ==, "image");
+  g_assert_cmpstr (json_object_get_string_member (body, "caption"), ==, "Ça va? \"quoted\"");
+  g_assert_true (dir_is_empty (f->spool_dir));
+}
+
+static void
+test_multipart_refusals (fixture *f, gconstpointer data)
+{
+  /* No file part: the handler sees none. */
+  {
+    g_auto (reply) r = { 0 };
+    g_autoptr (JsonParser) parser = NULL;
+    SoupMultipart *multipart = soup_multipart_new ("multipart/form-data");
+    soup_multipart_append_form_string (multipart, "type", "image");
+    send_form (f, multipart, &r);
+    soup_multipart_free (multipart);
+    g_assert_cmpint (status_of (&r), ==, 201);
+    JsonObject *body = json_of (&r, &parser);
+    g_assert_false (json_object_get_boolean_member (body, "file_on_disk"));
+    g_assert_cmpstr (json_object_get_string_member (body, "filename"), ==, "");
+  }
+  /* Not multipart at all: 415. */
+  {
+    g_auto (reply) r = { 0 };
+    SoupMessage *msg = new_message (f, "POST", "/form");
+    g_autoptr (GBytes) json = g_bytes_new_static ("{}", 2);
+    soup_message_set_request_body_from_bytes (msg, "application/json", json);
+    send_message (f, msg, &r);
+    g_assert_cmpint (status_of (&r), ==, 415);
+  }
+  /* A file over the route's limit: 413 and no spool file left. */
+  {
+    g_auto (reply) r = { 0 };
+    gsize size = UPLOAD_MAX + 1024;
+    g_autoptr (GBytes) bytes = g_bytes_new_take (g_malloc0 (size), size);
+    SoupMultipart *multipart = soup_multipart_new ("multipart/form-data");
+    soup_multipart_append_form_file (multipart, "file", "big.bin", "application/octet-stream",
+                                     bytes);
+    send_form (f, multipart, &r);
+    soup_multipart_free (multipart);
+    g_assert_cmpint (status_of (&r), ==, 413);
+  }
+  g_assert_true (dir_is_empty (f->spool_dir));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1020,6 +1147,8 @@ main (int argc, char **argv)
   ADD ("/http/keep-alive", test_keep_alive);
   ADD ("/http/spool", test_spool);
   ADD ("/http/observer", test_observer);
+  ADD ("/http/multipart", test_multipart);
+  ADD ("/http/multipart-refusals", test_multipart_refusals);
 #undef ADD
   g_test_add ("/http/spool-aborted-upload", fixture, GINT_TO_POINTER (1), fixture_setup,
               test_spool_aborted_upload, fixture_teardown);

@@ -1,0 +1,887 @@
+/* post.c - the post service: posts, their ordered media, hashtags and mentions.
+ *
+ * Data (schema "post", see migrations/): posts; post_media, a post's 1 to 10 media ids in
+ * order (position 0 is the carousel's cover); hashtags and mentions as caption.c parses them
+ * from the caption, re-derived whenever the caption changes.  Media themselves belong to the
+ * media service: this service stores their ids only, and talks to it over gRPC.
+ *
+ * Creating a post.  The caller must be signed in (the rpc layer verified the bearer token).
+ * Caption, media count and ids are checked before anything is touched.  Then, in one
+ * transaction: one statement inserts the post, its media, hashtags and mentions; then
+ * MediaService.AttachMedia marks the media as used by the new post, with this call as parent
+ * so the caller's authorization (the media must be theirs), request id and deadline go along;
+ * only if it agrees does the transaction commit.  A refusal rolls everything back and is
+ * answered INVALID_ARGUMENT "invalid_media" (PERMISSION_DENIED "media_not_yours" when media
+ * said the media are someone else's) with the media service's message.  The unique index on
+ * post_media.media_id settles two posts racing for one media: the second waits for the first
+ * and then fails.
+ *
+ * Deleting a post (author only) removes its rows in a transaction and afterwards asks
+ * MediaService.DeleteMedia, again with the author's authorization, to remove the media rows,
+ * stored files and CDN copies.  The post's deletion stands even if that call fails; the
+ * failure is logged as a warning with the media ids.  Known gap: such media (and media
+ * attached by a CreatePost whose COMMIT then failed) stay attached to a post id that no
+ * longer exists.  The media service's sweep removes unconfirmed uploads only; it would have
+ * to ask this service (GetPostsByIds) which attached posts still exist to collect them.
+ *
+ * Paging.  Every list is ordered newest first by the key (created_at DESC, id DESC), which is
+ * unique (id breaks ties) and never changes for a post.  A page is at most `limit` posts
+ * (default 20, at most 100), read as limit + 1 rows so has_more needs no count.  Its
+ * next_cursor (cursor.c) holds the key of the page's last post, and the next page is the posts
+ * whose key is strictly smaller: "(created_at, id) < ($time, $id)", an index range scan on
+ * posts_feed_idx (posts_user_feed_idx for one user).  Why this is stable while posts are being
+ * created concurrently:
+ *   - no duplicates: each page starts strictly below the smallest key seen so far, so keys
+ *     only decrease from page to page and no post can be returned twice;
+ *   - no gaps: a post that existed when paging began has a fixed key below the starting
+ *     point; each page returns all visible posts between its cursor and its own last key
+ *     (it takes the first rows in key order), so the post is returned on the page whose
+ *     range covers its key.  New posts get newer keys (above the start) or, rarely, land
+ *     behind a reader's cursor; either way they are not owed to that reader.
+ * Offset paging (?offset= of API v1's web client) is kept, but it counts rows at read time:
+ * a post created between two requests shifts everything by one and repeats a post.  Each page
+ * therefore also carries a next_cursor, so a client can switch to cursor paging at any time.
+ *
+ * Why created_at is clock_timestamp(), and set last.  now() is frozen at the start of the
+ * transaction, so every row a transaction writes would share one time (their order then
+ * decided by random ids), and a post would be stamped before the whole of CreatePost's
+ * transaction, media call included, ran.  A post stamped at t becomes visible only at its
+ * commit; a reader whose cursor passed t in between never sees it in that paging session.
+ * That is allowed (the post did not exist when paging began) but it is a post missed, so
+ * CreatePost stamps created_at with clock_timestamp() in its last statement before COMMIT,
+ * after the media call, which shrinks that window to the commit itself and keeps the feed in
+ * the order posts appeared.  Correctness (no duplicates, no gaps) needs only the unique,
+ * immutable key; freshness needs the late stamp.  Both columns default to clock_timestamp()
+ * for rows written any other way.
+ *
+ * Lists of strings cross the SQL boundary joined by single spaces (string_to_array on the way
+ * in, string_agg on the way out): UUIDs, hashtags and usernames never contain a space, which
+ * caption.c guarantees and the schema checks. */
+#include "service.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "caption.h"
+#include "common.pb-c.h"
+#include "cursor.h"
+#include "log.h"
+#include "media.pb-c.h"
+#include "pg.h"
+#include "post.pb-c.h"
+
+#define MAX_MEDIA_PER_POST 10
+#define MAX_IDS_PER_BATCH 100
+#define DEFAULT_PAGE_LIMIT 20
+#define MAX_PAGE_LIMIT 100
+/* Deeper offsets cost a scan of every row skipped: cursors page that far cheaply. */
+#define MAX_PAGE_OFFSET 100000
+
+typedef struct {
+  char *database_url;
+  char *media_address;
+} post_state;
+
+static post_state *
+state_of (gn_rpc_call *call)
+{
+  return gn_rpc_call_service_data (call);
+}
+
+static grpc_status_code
+database_unavailable (gn_rpc_call *call)
+{
+  return gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "database_unavailable",
+                           "the post database is unavailable");
+}
+
+static PGconn *
+conn_or_fail (gn_rpc_call *call, grpc_status_code *code)
+{
+  g_autoptr (GError) error = NULL;
+  PGconn *conn = gn_pg_thread_conn (state_of (call)->database_url, &error);
+  if (conn == NULL) {
+    gn_error ("%s", error->message);
+    *code = database_unavailable (call);
+  }
+  return conn;
+}
+
+static grpc_status_code
+internal_error (gn_rpc_call *call, GError *error)
+{
+  gn_error ("%s", error->message);
+  if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_CONNECT))
+    return database_unavailable (call);
+  return gn_rpc_call_fail (call, GRPC_STATUS_INTERNAL, "internal", "internal error");
+}
+
+/* gn_pg_exec for statements whose result is not needed. */
+static gboolean
+exec_command (PGconn *conn, GError **error, const char *sql, int n_params,
+              const char *const *params)
+{
+  PGresult *res = gn_pg_exec (conn, error, sql, n_params, params);
+  if (res == NULL)
+    return FALSE;
+  PQclear (res);
+  return TRUE;
+}
+
+static void
+rollback (PGconn *conn)
+{
+  PQclear (PQexec (conn, "ROLLBACK"));
+}
+
+static gboolean
+is_uuid (const char *s)
+{
+  return s != NULL && g_uuid_string_is_valid (s);
+}
+
+static grpc_status_code
+post_not_found (gn_rpc_call *call)
+{
+  return gn_rpc_call_fail (call, GRPC_STATUS_NOT_FOUND, "post_not_found", "no such post");
+}
+
+/* --- captions and media ids ----------------------------------------------------------- */
+
+static grpc_status_code
+check_caption (gn_rpc_call *call, const char *caption)
+{
+  switch (gn_caption_check (caption)) {
+    case GN_CAPTION_OK:
+      return GRPC_STATUS_OK;
+    case GN_CAPTION_INVALID_UTF8:
+      return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_caption",
+                               "the caption must be valid UTF-8");
+    case GN_CAPTION_TOO_LONG:
+      break;
+  }
+  return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "caption_too_long",
+                           "the caption must be at most %d characters", GN_CAPTION_MAX_CHARS);
+}
+
+static char *
+join_words (GPtrArray *words)
+{
+  GString *joined = g_string_new (NULL);
+  for (guint i = 0; i < words->len; i++) {
+    if (i > 0)
+      g_string_append_c (joined, ' ');
+    g_string_append (joined, g_ptr_array_index (words, i));
+  }
+  return g_string_free (joined, FALSE);
+}
+
+/* The hashtags and mentions of a checked caption, each list joined by spaces. */
+typedef struct {
+  char *hashtags;
+  char *mentions;
+} caption_tags;
+
+static void
+caption_tags_parse (const char *caption, caption_tags *tags)
+{
+  g_autoptr (GPtrArray) hashtags = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) mentions = g_ptr_array_new_with_free_func (g_free);
+  gn_caption_parse (caption, hashtags, mentions);
+  tags->hashtags = join_words (hashtags);
+  tags->mentions = join_words (mentions);
+}
+
+static void
+caption_tags_clear (caption_tags *tags)
+{
+  g_clear_pointer (&tags->hashtags, g_free);
+  g_clear_pointer (&tags->mentions, g_free);
+}
+
+/* Checks CreatePost's media ids: 1 to 10 UUIDs, no id twice.  Fills ids[] with their
+ * lower-case forms (arena) and *joined with them joined by spaces. */
+static grpc_status_code
+check_media_ids (gn_rpc_call *call, char *const *media_ids, size_t n, char **ids, char **joined)
+{
+  gn_arena *arena = gn_rpc_call_arena (call);
+  if (n == 0)
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "media_required",
+                             "a post needs at least one photo or video");
+  if (n > MAX_MEDIA_PER_POST)
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "too_many_media",
+                             "a post holds at most %d photos or videos", MAX_MEDIA_PER_POST);
+  GString *list = g_string_new (NULL);
+  for (size_t i = 0; i < n; i++) {
+    if (!is_uuid (media_ids[i])) {
+      g_string_free (list, TRUE);
+      return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_media_id",
+                               "media id %zu is not a UUID", i + 1);
+    }
+    ids[i] = gn_arena_strdup (arena, media_ids[i]);
+    for (char *c = ids[i]; *c != '\0'; c++)
+      *c = g_ascii_tolower (*c);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp (ids[j], ids[i]) == 0) {
+        g_string_free (list, TRUE);
+        return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "duplicate_media",
+                                 "media %s appears twice in the post", ids[i]);
+      }
+    g_string_append_printf (list, "%s%s", i > 0 ? " " : "", ids[i]);
+  }
+  *joined = gn_arena_strdup (arena, list->str);
+  g_string_free (list, TRUE);
+  return GRPC_STATUS_OK;
+}
+
+/* --- rows to messages ------------------------------------------------------------------ */
+
+/* Every query that returns posts selects these, from post.posts as p. */
+#define POST_COLUMNS                                                                               \
+  "p.id, p.user_id, p.caption, (extract(epoch FROM p.created_at) * 1000000)::int8,"                \
+  " (extract(epoch FROM p.updated_at) * 1000000)::int8,"                                           \
+  " (SELECT coalesce(string_agg(m.media_id::text, ' ' ORDER BY m.position), '')"                   \
+  "  FROM post.post_media m WHERE m.post_id = p.id),"                                              \
+  " (SELECT coalesce(string_agg(h.tag, ' ' ORDER BY h.position), '')"                              \
+  "  FROM post.hashtags h WHERE h.post_id = p.id),"                                                \
+  " (SELECT coalesce(string_agg(n.username, ' ' ORDER BY n.position), '')"                         \
+  "  FROM post.mentions n WHERE n.post_id = p.id)"
+
+#define FEED_ORDER " ORDER BY p.created_at DESC, p.id DESC"
+
+/* Splits a space-joined list (see the top comment) into an arena array. */
+static char **
+split_words (gn_arena *arena, const char *text, size_t *n)
+{
+  *n = 0;
+  if (text[0] == '\0')
+    return NULL;
+  size_t count = 1;
+  for (const char *p = text; *p != '\0'; p++)
+    count += *p == ' ';
+  char **words = gn_arena_alloc (arena, sizeof *words * count);
+  char *copy = gn_arena_strdup (arena, text);
+  for (char *word = copy;;) {
+    char *space = strchr (word, ' ');
+    words[(*n)++] = word;
+    if (space == NULL)
+      break;
+    *space = '\0';
+    word = space + 1;
+  }
+  return words;
+}
+
+static Generia__Post__V1__Post *
+post_from_row (gn_arena *arena, PGresult *res, int row)
+{
+  Generia__Post__V1__Post *post = gn_arena_alloc (arena, sizeof *post);
+  generia__post__v1__post__init (post);
+  post->id = gn_arena_strdup (arena, PQgetvalue (res, row, 0));
+  post->user_id = gn_arena_strdup (arena, PQgetvalue (res, row, 1));
+  post->caption = gn_arena_strdup (arena, PQgetvalue (res, row, 2));
+  post->created_at_us = g_ascii_strtoll (PQgetvalue (res, row, 3), NULL, 10);
+  post->updated_at_us = g_ascii_strtoll (PQgetvalue (res, row, 4), NULL, 10);
+  post->media_ids = split_words (arena, PQgetvalue (res, row, 5), &post->n_media_ids);
+  post->hashtags = split_words (arena, PQgetvalue (res, row, 6), &post->n_hashtags);
+  post->mentions = split_words (arena, PQgetvalue (res, row, 7), &post->n_mentions);
+  return post;
+}
+
+/* --- paging ---------------------------------------------------------------------------- */
+
+typedef struct {
+  int limit;
+  int offset;
+  bool has_cursor;
+  gn_cursor after;
+  /* Parameters of the cursor condition. */
+  char after_time[GN_CURSOR_TIMESTAMP_CHARS];
+  char fetch[16]; /* limit + 1 */
+  char skip[16];  /* offset */
+} page_request;
+
+static grpc_status_code
+parse_page (gn_rpc_call *call, const Generia__Common__V1__PageRequest *page, page_request *out)
+{
+  memset (out, 0, sizeof *out);
+  out->limit = DEFAULT_PAGE_LIMIT;
+  if (page != NULL) {
+    if (page->limit < 0 || page->offset < 0)
+      return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_page",
+                               "limit and offset must not be negative");
+    if (page->offset > MAX_PAGE_OFFSET)
+      return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_page",
+                               "offset must be at most %d; page further with the cursor",
+                               MAX_PAGE_OFFSET);
+    if (page->limit > 0)
+      out->limit = MIN (page->limit, MAX_PAGE_LIMIT);
+    out->offset = page->offset;
+    if (page->cursor != NULL && page->cursor[0] != '\0') {
+      if (page->offset > 0)
+        return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_page",
+                                 "give either a cursor or an offset, not both");
+      if (!gn_cursor_decode (page->cursor, &out->after))
+        return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_cursor",
+                                 "the cursor is not valid; start again from the first page");
+      out->has_cursor = true;
+      gn_cursor_timestamp (&out->after, out->after_time);
+    }
+  }
+  g_snprintf (out->fetch, sizeof out->fetch, "%d", out->limit + 1);
+  g_snprintf (out->skip, sizeof out->skip, "%d", out->offset);
+  return GRPC_STATUS_OK;
+}
+
+/* Fills `out` from the limit + 1 rows of a page query. */
+static void
+page_from_rows (gn_arena *arena, PGresult *res, const page_request *page,
+                Generia__Post__V1__PostPage *out)
+{
+  int rows = PQntuples (res);
+  int n = MIN (rows, page->limit);
+  out->has_more = rows > page->limit;
+  out->posts = gn_arena_alloc (arena, sizeof *out->posts * (size_t)MAX (n, 1));
+  for (int i = 0; i < n; i++)
+    out->posts[i] = post_from_row (arena, res, i);
+  out->n_posts = (size_t)n;
+  if (out->has_more) {
+    gn_cursor last = { .created_at_us = out->posts[n - 1]->created_at_us };
+    g_strlcpy (last.id, out->posts[n - 1]->id, sizeof last.id);
+    char *cursor = gn_arena_alloc (arena, GN_CURSOR_MAX_CHARS + 1);
+    if (gn_cursor_encode (&last, cursor, GN_CURSOR_MAX_CHARS + 1))
+      out->next_cursor = cursor;
+    else
+      gn_error ("post %s has a creation time no cursor can name", last.id);
+  }
+}
+
+static Generia__Post__V1__PostPage *
+page_new (gn_arena *arena)
+{
+  Generia__Post__V1__PostPage *page = gn_arena_alloc (arena, sizeof *page);
+  generia__post__v1__post_page__init (page);
+  return page;
+}
+
+/* --- calls to the media service -------------------------------------------------------- */
+
+/* Turns a failed media call into this call's answer (see the top comment). */
+static grpc_status_code
+media_refusal (gn_rpc_call *call, const char *method, const gn_rpc_status *status)
+{
+  const char *message = status->message[0] != '\0' ? status->message : "media refused";
+  switch (status->code) {
+    case GRPC_STATUS_FAILED_PRECONDITION:
+    case GRPC_STATUS_NOT_FOUND:
+    case GRPC_STATUS_INVALID_ARGUMENT:
+      return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_media", "%s", message);
+    case GRPC_STATUS_PERMISSION_DENIED:
+      return gn_rpc_call_fail (call, GRPC_STATUS_PERMISSION_DENIED, "media_not_yours", "%s",
+                               message);
+    case GRPC_STATUS_UNAVAILABLE:
+    case GRPC_STATUS_UNIMPLEMENTED:
+      gn_warn ("MediaService.%s: %s %s", method, gn_rpc_status_name (status->code),
+               status->message);
+      return gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "media_unavailable",
+                               "the media service is unavailable");
+    case GRPC_STATUS_DEADLINE_EXCEEDED:
+      return gn_rpc_call_fail (call, GRPC_STATUS_DEADLINE_EXCEEDED, "timeout",
+                               "the media service did not answer in time");
+    default:
+      gn_error ("MediaService.%s: %s %s", method, gn_rpc_status_name (status->code),
+                status->message);
+      return gn_rpc_call_fail (call, GRPC_STATUS_INTERNAL, "internal", "internal error");
+  }
+}
+
+static grpc_status_code
+call_media (gn_rpc_call *call, const char *method, const ProtobufCMessage *request,
+            gn_rpc_status *status)
+{
+  ProtobufCMessage *response = NULL;
+  gn_rpc_call_options options = { .parent = call };
+  return gn_rpc_unary (gn_rpc_client_get (state_of (call)->media_address),
+                       &generia__media__v1__media_service__descriptor, method, request, &response,
+                       gn_rpc_call_arena (call), &options, status);
+}
+
+/* --- handlers -------------------------------------------------------------------------- */
+
+static grpc_status_code
+handle_create_post (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessage **response)
+{
+  const Generia__Post__V1__CreatePostRequest *req = (const void *)message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  GN_RPC_REQUIRE_USER (call);
+  const char *caller = gn_rpc_call_user_id (call);
+  if ((code = check_caption (call, req->caption)) != GRPC_STATUS_OK)
+    return code;
+  char *ids[MAX_MEDIA_PER_POST];
+  char *joined_ids = NULL;
+  if ((code = check_media_ids (call, req->media_ids, req->n_media_ids, ids, &joined_ids))
+      != GRPC_STATUS_OK)
+    return code;
+
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  caption_tags tags = { 0 };
+  caption_tags_parse (req->caption, &tags);
+  if (!exec_command (conn, &error, "BEGIN", 0, NULL)) {
+    caption_tags_clear (&tags);
+    return internal_error (call, error);
+  }
+
+  const char *params[] = { caller, req->caption, joined_ids, tags.hashtags, tags.mentions };
+  PGresult *res
+      = gn_pg_exec (conn, &error,
+                    "WITH new_post AS ("
+                    "  INSERT INTO post.posts (user_id, caption) VALUES ($1, $2) RETURNING id),"
+                    " media AS ("
+                    "  INSERT INTO post.post_media (post_id, position, media_id)"
+                    "  SELECT new_post.id, (m.n - 1)::smallint, m.id::uuid"
+                    "  FROM new_post, unnest(string_to_array($3, ' ')) WITH ORDINALITY m(id, n)),"
+                    " tags AS ("
+                    "  INSERT INTO post.hashtags (post_id, tag, position)"
+                    "  SELECT new_post.id, t.tag, (t.n - 1)::smallint"
+                    "  FROM new_post, unnest(string_to_array($4, ' ')) WITH ORDINALITY t(tag, n)),"
+                    " names AS ("
+                    "  INSERT INTO post.mentions (post_id, username, position)"
+                    "  SELECT new_post.id, u.name, (u.n - 1)::smallint"
+                    "  FROM new_post, unnest(string_to_array($5, ' ')) WITH ORDINALITY u(name, n))"
+                    " SELECT id FROM new_post",
+                    5, params);
+  caption_tags_clear (&tags);
+  if (res == NULL) {
+    rollback (conn);
+    if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_UNIQUE))
+      return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_media",
+                               "a photo or video of this post belongs to another post");
+    return internal_error (call, error);
+  }
+  Generia__Post__V1__CreatePostResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__post__v1__create_post_response__init (out);
+  out->post_id = gn_arena_strdup (arena, PQgetvalue (res, 0, 0));
+  PQclear (res);
+
+  Generia__Media__V1__AttachMediaRequest attach = GENERIA__MEDIA__V1__ATTACH_MEDIA_REQUEST__INIT;
+  attach.post_id = out->post_id;
+  attach.media_ids = ids;
+  attach.n_media_ids = req->n_media_ids;
+  gn_rpc_status status;
+  if (call_media (call, "AttachMedia", &attach.base, &status) != GRPC_STATUS_OK) {
+    rollback (conn);
+    return media_refusal (call, "AttachMedia", &status);
+  }
+  /* Stamped now, as late as possible: the key then names (almost) the moment the post
+   * becomes visible, not when it was first written (see the top comment). */
+  const char *stamp_params[] = { out->post_id };
+  res = gn_pg_exec (conn, &error,
+                    "UPDATE post.posts SET created_at = stamp.now, updated_at = stamp.now"
+                    " FROM (SELECT clock_timestamp() AS now) stamp WHERE id = $1"
+                    " RETURNING (extract(epoch FROM created_at) * 1000000)::int8",
+                    1, stamp_params);
+  if (res == NULL) {
+    rollback (conn);
+    gn_warn ("post %s not created, but media %s were attached to it", out->post_id, joined_ids);
+    return internal_error (call, error);
+  }
+  out->created_at_us = g_ascii_strtoll (PQgetvalue (res, 0, 0), NULL, 10);
+  PQclear (res);
+  if (!exec_command (conn, &error, "COMMIT", 0, NULL)) {
+    rollback (conn);
+    gn_warn ("post %s not created, but media %s were attached to it", out->post_id, joined_ids);
+    return internal_error (call, error);
+  }
+  gn_info ("post %s created by %s with %zu media", out->post_id, caller, req->n_media_ids);
+  *response = &out->base;
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_get_post (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessage **response)
+{
+  const Generia__Post__V1__GetPostRequest *req = (const void *)message;
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  if (!is_uuid (req->post_id))
+    return post_not_found (call);
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  const char *params[] = { req->post_id };
+  PGresult *res = gn_pg_exec (
+      conn, &error, "SELECT " POST_COLUMNS " FROM post.posts p WHERE p.id = $1", 1, params);
+  if (res == NULL)
+    return internal_error (call, error);
+  if (PQntuples (res) == 0) {
+    PQclear (res);
+    return post_not_found (call);
+  }
+  Generia__Post__V1__Post *post = post_from_row (gn_rpc_call_arena (call), res, 0);
+  PQclear (res);
+  *response = &post->base;
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_get_posts_by_ids (gn_rpc_call *call, const ProtobufCMessage *message,
+                         ProtobufCMessage **response)
+{
+  const Generia__Post__V1__GetPostsByIdsRequest *req = (const void *)message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  if (req->n_post_ids > MAX_IDS_PER_BATCH)
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "too_many_ids",
+                             "at most %d ids per call", MAX_IDS_PER_BATCH);
+  Generia__Post__V1__GetPostsByIdsResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__post__v1__get_posts_by_ids_response__init (out);
+  *response = &out->base;
+
+  /* Malformed ids cannot name a post: they are left out like unknown ones. */
+  GString *asked = g_string_new (NULL);
+  for (size_t i = 0; i < req->n_post_ids; i++)
+    if (is_uuid (req->post_ids[i]))
+      g_string_append_printf (asked, "%s%s", asked->len > 0 ? " " : "", req->post_ids[i]);
+  if (asked->len == 0) {
+    g_string_free (asked, TRUE);
+    return GRPC_STATUS_OK;
+  }
+
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL) {
+    g_string_free (asked, TRUE);
+    return code;
+  }
+  const char *params[] = { asked->str };
+  PGresult *res
+      = gn_pg_exec (conn, &error,
+                    "SELECT " POST_COLUMNS " FROM unnest(string_to_array($1, ' ')::uuid[])"
+                    "   WITH ORDINALITY asked(id, n)"
+                    " JOIN post.posts p ON p.id = asked.id"
+                    " ORDER BY asked.n",
+                    1, params);
+  g_string_free (asked, TRUE);
+  if (res == NULL)
+    return internal_error (call, error);
+  int rows = PQntuples (res);
+  out->posts = gn_arena_alloc (arena, sizeof *out->posts * (size_t)MAX (rows, 1));
+  for (int i = 0; i < rows; i++)
+    out->posts[i] = post_from_row (arena, res, i);
+  out->n_posts = (size_t)rows;
+  PQclear (res);
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_get_user_posts (gn_rpc_call *call, const ProtobufCMessage *message,
+                       ProtobufCMessage **response)
+{
+  const Generia__Post__V1__GetUserPostsRequest *req = (const void *)message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+  page_request page;
+
+  if (!is_uuid (req->user_id))
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_user_id",
+                             "user_id must be a UUID");
+  if ((code = parse_page (call, req->page, &page)) != GRPC_STATUS_OK)
+    return code;
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+
+  PGresult *res;
+  if (page.has_cursor) {
+    const char *params[] = { req->user_id, page.after_time, page.after.id, page.fetch };
+    res = gn_pg_exec (
+        conn, &error,
+        "SELECT " POST_COLUMNS " FROM post.posts p"
+        " WHERE p.user_id = $1 AND (p.created_at, p.id) < ($2::timestamptz, $3::uuid)" FEED_ORDER
+        " LIMIT $4",
+        4, params);
+  } else {
+    const char *params[] = { req->user_id, page.fetch, page.skip };
+    res = gn_pg_exec (conn, &error,
+                      "SELECT " POST_COLUMNS " FROM post.posts p WHERE p.user_id = $1" FEED_ORDER
+                      " LIMIT $2 OFFSET $3",
+                      3, params);
+  }
+  if (res == NULL)
+    return internal_error (call, error);
+  Generia__Post__V1__PostPage *out = page_new (arena);
+  page_from_rows (arena, res, &page, out);
+  PQclear (res);
+
+  const char *count_params[] = { req->user_id };
+  res = gn_pg_exec (conn, &error, "SELECT count(*) FROM post.posts WHERE user_id = $1", 1,
+                    count_params);
+  if (res == NULL)
+    return internal_error (call, error);
+  out->total = g_ascii_strtoll (PQgetvalue (res, 0, 0), NULL, 10);
+  PQclear (res);
+  *response = &out->base;
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_get_global_feed (gn_rpc_call *call, const ProtobufCMessage *message,
+                        ProtobufCMessage **response)
+{
+  const Generia__Post__V1__GetGlobalFeedRequest *req = (const void *)message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+  page_request page;
+
+  if ((code = parse_page (call, req->page, &page)) != GRPC_STATUS_OK)
+    return code;
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+
+  PGresult *res;
+  if (page.has_cursor) {
+    const char *params[] = { page.after_time, page.after.id, page.fetch };
+    res = gn_pg_exec (conn, &error,
+                      "SELECT " POST_COLUMNS " FROM post.posts p"
+                      " WHERE (p.created_at, p.id) < ($1::timestamptz, $2::uuid)" FEED_ORDER
+                      " LIMIT $3",
+                      3, params);
+  } else {
+    const char *params[] = { page.fetch, page.skip };
+    res = gn_pg_exec (conn, &error,
+                      "SELECT " POST_COLUMNS " FROM post.posts p" FEED_ORDER " LIMIT $1 OFFSET $2",
+                      2, params);
+  }
+  if (res == NULL)
+    return internal_error (call, error);
+  /* total stays 0: counting every post per page would cost a full scan; has_more suffices. */
+  Generia__Post__V1__PostPage *out = page_new (arena);
+  page_from_rows (arena, res, &page, out);
+  PQclear (res);
+  *response = &out->base;
+  return GRPC_STATUS_OK;
+}
+
+/* Inside a transaction: locks the post's row and checks that the caller wrote it.  Fills
+ * *media_ids (arena, space-joined) when asked.  On failure the answer is set and the
+ * transaction is still open. */
+static grpc_status_code
+lock_own_post (gn_rpc_call *call, PGconn *conn, const char *post_id, char **media_ids,
+               GError **error)
+{
+  const char *params[] = { post_id };
+  PGresult *res = gn_pg_exec (conn, error,
+                              "SELECT p.user_id,"
+                              " (SELECT coalesce(string_agg(m.media_id::text, ' '"
+                              "                             ORDER BY m.position), '')"
+                              "  FROM post.post_media m WHERE m.post_id = p.id)"
+                              " FROM post.posts p WHERE p.id = $1 FOR UPDATE",
+                              1, params);
+  if (res == NULL)
+    return internal_error (call, *error);
+  if (PQntuples (res) == 0) {
+    PQclear (res);
+    return post_not_found (call);
+  }
+  gboolean own = g_ascii_strcasecmp (PQgetvalue (res, 0, 0), gn_rpc_call_user_id (call)) == 0;
+  if (own && media_ids != NULL)
+    *media_ids = gn_arena_strdup (gn_rpc_call_arena (call), PQgetvalue (res, 0, 1));
+  PQclear (res);
+  if (!own)
+    return gn_rpc_call_fail (call, GRPC_STATUS_PERMISSION_DENIED, "not_your_post",
+                             "only the author can change or delete this post");
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_delete_post (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessage **response)
+{
+  const Generia__Post__V1__DeletePostRequest *req = (const void *)message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  GN_RPC_REQUIRE_USER (call);
+  if (!is_uuid (req->post_id))
+    return post_not_found (call);
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  if (!exec_command (conn, &error, "BEGIN", 0, NULL))
+    return internal_error (call, error);
+  char *media_ids = NULL;
+  if ((code = lock_own_post (call, conn, req->post_id, &media_ids, &error)) != GRPC_STATUS_OK) {
+    rollback (conn);
+    return code;
+  }
+  const char *params[] = { req->post_id };
+  if (!exec_command (conn, &error, "DELETE FROM post.posts WHERE id = $1", 1, params)
+      || !exec_command (conn, &error, "COMMIT", 0, NULL)) {
+    rollback (conn);
+    return internal_error (call, error);
+  }
+  gn_info ("post %s deleted by its author", req->post_id);
+
+  Generia__Media__V1__DeleteMediaRequest remove = GENERIA__MEDIA__V1__DELETE_MEDIA_REQUEST__INIT;
+  remove.media_ids = split_words (arena, media_ids, &remove.n_media_ids);
+  gn_rpc_status status;
+  if (remove.n_media_ids > 0
+      && call_media (call, "DeleteMedia", &remove.base, &status) != GRPC_STATUS_OK)
+    gn_warn ("post %s deleted, but MediaService.DeleteMedia failed (%s: %s); its media stay"
+             " stored: %s",
+             req->post_id, gn_rpc_status_name (status.code), status.message, media_ids);
+
+  Generia__Post__V1__DeletePostResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__post__v1__delete_post_response__init (out);
+  out->deleted = TRUE;
+  *response = &out->base;
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_edit_caption (gn_rpc_call *call, const ProtobufCMessage *message,
+                     ProtobufCMessage **response)
+{
+  const Generia__Post__V1__EditCaptionRequest *req = (const void *)message;
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+  caption_tags tags = { 0 };
+
+  GN_RPC_REQUIRE_USER (call);
+  if (!is_uuid (req->post_id))
+    return post_not_found (call);
+  if ((code = check_caption (call, req->caption)) != GRPC_STATUS_OK)
+    return code;
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  if (!exec_command (conn, &error, "BEGIN", 0, NULL))
+    return internal_error (call, error);
+  if ((code = lock_own_post (call, conn, req->post_id, NULL, &error)) != GRPC_STATUS_OK) {
+    rollback (conn);
+    return code;
+  }
+
+  /* The old hashtags and mentions go first, in their own statement: a data-modifying WITH
+   * cannot delete and re-insert the same primary key in one statement. */
+  caption_tags_parse (req->caption, &tags);
+  const char *edit_params[] = { req->post_id, req->caption };
+  if (!exec_command (conn, &error,
+                     "WITH old_tags AS (DELETE FROM post.hashtags WHERE post_id = $1),"
+                     " old_names AS (DELETE FROM post.mentions WHERE post_id = $1)"
+                     " UPDATE post.posts SET caption = $2, updated_at = clock_timestamp()"
+                     " WHERE id = $1",
+                     2, edit_params))
+    goto fail;
+  const char *tag_params[] = { req->post_id, tags.hashtags, tags.mentions };
+  if (!exec_command (conn, &error,
+                     "WITH tags AS ("
+                     "  INSERT INTO post.hashtags (post_id, tag, position)"
+                     "  SELECT $1::uuid, t.tag, (t.n - 1)::smallint"
+                     "  FROM unnest(string_to_array($2, ' ')) WITH ORDINALITY t(tag, n))"
+                     " INSERT INTO post.mentions (post_id, username, position)"
+                     " SELECT $1::uuid, u.name, (u.n - 1)::smallint"
+                     " FROM unnest(string_to_array($3, ' ')) WITH ORDINALITY u(name, n)",
+                     3, tag_params))
+    goto fail;
+  const char *post_params[] = { req->post_id };
+  PGresult *res = gn_pg_exec (
+      conn, &error, "SELECT " POST_COLUMNS " FROM post.posts p WHERE p.id = $1", 1, post_params);
+  if (res == NULL)
+    goto fail;
+  Generia__Post__V1__Post *post = post_from_row (gn_rpc_call_arena (call), res, 0);
+  PQclear (res);
+  if (!exec_command (conn, &error, "COMMIT", 0, NULL))
+    goto fail;
+  caption_tags_clear (&tags);
+  *response = &post->base;
+  return GRPC_STATUS_OK;
+
+fail:
+  rollback (conn);
+  caption_tags_clear (&tags);
+  return internal_error (call, error);
+}
+
+static grpc_status_code
+handle_health_check (gn_rpc_call *call, const ProtobufCMessage *message,
+                     ProtobufCMessage **response)
+{
+  gn_arena *arena = gn_rpc_call_arena (call);
+  g_autoptr (GError) error = NULL;
+  Generia__Common__V1__HealthCheckResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__common__v1__health_check_response__init (out);
+  out->service = "post";
+  out->version = PACKAGE_VERSION;
+  out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+
+  PGconn *conn = gn_pg_thread_conn (state_of (call)->database_url, &error);
+  PGresult *res = conn != NULL ? gn_pg_exec (conn, &error, "SELECT 1", 0, NULL) : NULL;
+  if (res == NULL) {
+    out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    out->detail = gn_arena_strdup (arena, error->message);
+  }
+  PQclear (res);
+  *response = &out->base;
+  return GRPC_STATUS_OK;
+}
+
+static const gn_rpc_method post_methods[] = {
+  { "CreatePost", handle_create_post, GN_RPC_BLOCKING },
+  { "GetPost", handle_get_post, GN_RPC_BLOCKING },
+  { "GetUserPosts", handle_get_user_posts, GN_RPC_BLOCKING },
+  { "GetPostsByIds", handle_get_posts_by_ids, GN_RPC_BLOCKING },
+  { "GetGlobalFeed", handle_get_global_feed, GN_RPC_BLOCKING },
+  { "DeletePost", handle_delete_post, GN_RPC_BLOCKING },
+  { "EditCaption", handle_edit_caption, GN_RPC_BLOCKING },
+  { "HealthCheck", handle_health_check, GN_RPC_BLOCKING },
+  { NULL, NULL, 0 },
+};
+
+static gboolean
+post_migrate (const gn_service_env *env, GError **error)
+{
+  return gn_service_migrate (env, "post", error);
+}
+
+static gboolean
+post_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
+{
+  post_state *state = g_new0 (post_state, 1);
+  state->database_url = g_strdup (env->database_url);
+  state->media_address = g_strdup (env->config->service_address[GN_SERVICE_MEDIA]);
+  service->descriptor = &generia__post__v1__post_service__descriptor;
+  service->methods = post_methods;
+  service->log_name = "post";
+  service->data = state;
+  return TRUE;
+}
+
+static void
+post_fini (gn_rpc_service *service)
+{
+  post_state *state = service->data;
+  if (state == NULL)
+    return;
+  g_free (state->database_url);
+  g_free (state->media_address);
+  g_free (state);
+  service->data = NULL;
+}
+
+const gn_service_module gn_post_module = {
+  .id = GN_SERVICE_POST,
+  .migrate = post_migrate,
+  .init = post_init,
+  .fini = post_fini,
+};
