@@ -56,7 +56,7 @@ typedef struct {
    * socket in <data-dir>/run, served by the process that runs them.  The gateway's slot is
    * NULL: it is an HTTP server, not a gRPC service. */
   char *service_address[GN_SERVICE_COUNT];
-  int rpc_workers;
+  int rpc_workers; /* per service (each service has its own pool) */
   int rpc_cq_threads;
   int rpc_deadline_ms;
 

@@ -113,7 +113,23 @@ typedef struct {
   char *path; /* "/package.Service/Method" */
   void *registered;
   bool streaming; /* entry.stream_handler: registered without payload, read by the handler */
+  struct worker_pool *pool; /* the worker pool of its service */
 } rpc_method;
+
+/* Each service has its own bounded pool of workers and its own queue (a bulkhead): a handler
+ * that calls another service in the same process (CreatePost -> AttachMedia) waits while that
+ * call runs on the other service's workers, so a burst of callers can never take every worker
+ * the callees need, and a slow service cannot starve the others.  All pools share the server's
+ * lock.  A handler must not call its own service. */
+typedef struct worker_pool {
+  const ProtobufCServiceDescriptor *descriptor;
+  char name[24];   /* thread names: "rpc-<service>" */
+  GQueue queue;    /* gn_rpc_call * waiting for a worker */
+  GCond work_cond; /* the queue has calls, or workers_stop */
+  GThread **threads;
+  int n_threads;
+  struct gn_rpc_server *server;
+} worker_pool;
 
 typedef struct {
   gn_rpc_server *server;
@@ -201,12 +217,10 @@ struct gn_rpc_server {
   cq_thread *cqs;
   request_slot *slots;
   size_t slot_count;
-  GThread **workers;
+  GPtrArray *pools; /* worker_pool *, one per service, owned */
 
   GMutex lock;
-  GCond work_cond;  /* workers: the queue has calls, or workers_stop */
   GCond state_cond; /* shutdown: shutdown_notified, live_calls */
-  GQueue queue;     /* gn_rpc_call * waiting for a worker */
   int live_calls;
   bool shutdown_notified;
   bool cancelling; /* queued calls are answered without running their handler */
@@ -803,15 +817,16 @@ call_dispatch (gn_rpc_call *call)
       return;
     }
   }
+  worker_pool *pool = call->method->pool;
   g_mutex_lock (&server->lock);
-  if (g_queue_get_length (&server->queue) >= (guint)server->options.queue_max) {
+  if (g_queue_get_length (&pool->queue) >= (guint)server->options.queue_max) {
     g_mutex_unlock (&server->lock);
     call_fail_respond (call, GRPC_STATUS_RESOURCE_EXHAUSTED, "overloaded",
                        "server overloaded, try again later");
     return;
   }
-  g_queue_push_tail (&server->queue, call);
-  g_cond_signal (&server->work_cond);
+  g_queue_push_tail (&pool->queue, call);
+  g_cond_signal (&pool->work_cond);
   g_mutex_unlock (&server->lock);
 }
 
@@ -885,13 +900,14 @@ cq_thread_main (gpointer data)
 static gpointer
 worker_main (gpointer data)
 {
-  gn_rpc_server *server = data;
+  worker_pool *pool = data;
+  gn_rpc_server *server = pool->server;
 
   g_mutex_lock (&server->lock);
   for (;;) {
-    while (g_queue_is_empty (&server->queue) && !server->workers_stop)
-      g_cond_wait (&server->work_cond, &server->lock);
-    gn_rpc_call *call = g_queue_pop_head (&server->queue);
+    while (g_queue_is_empty (&pool->queue) && !server->workers_stop)
+      g_cond_wait (&pool->work_cond, &server->lock);
+    gn_rpc_call *call = g_queue_pop_head (&pool->queue);
     if (call == NULL)
       break;
     bool cancelling = server->cancelling;
@@ -908,6 +924,35 @@ worker_main (gpointer data)
 }
 
 /* Server: public API. */
+
+static void
+worker_pool_free (gpointer data)
+{
+  worker_pool *pool = data;
+  g_cond_clear (&pool->work_cond);
+  g_free (pool->threads);
+  g_free (pool);
+}
+
+/* The pool of a service, created on its first registration. */
+static worker_pool *
+pool_for (gn_rpc_server *server, const gn_rpc_service *service)
+{
+  for (guint i = 0; i < server->pools->len; i++) {
+    worker_pool *pool = server->pools->pdata[i];
+    if (pool->descriptor == service->descriptor)
+      return pool;
+  }
+  worker_pool *pool = g_new0 (worker_pool, 1);
+  pool->descriptor = service->descriptor;
+  pool->server = server;
+  g_snprintf (pool->name, sizeof pool->name, "rpc-%s",
+              service->log_name != NULL ? service->log_name : "worker");
+  g_queue_init (&pool->queue);
+  g_cond_init (&pool->work_cond);
+  g_ptr_array_add (server->pools, pool);
+  return pool;
+}
 
 static void
 rpc_method_free (gpointer data)
@@ -936,11 +981,10 @@ gn_rpc_server_new (const gn_rpc_server_options *options)
   }
   server->options = defaults;
   server->methods = g_ptr_array_new_with_free_func (rpc_method_free);
+  server->pools = g_ptr_array_new_with_free_func (worker_pool_free);
   server->shutdown_tag = TAG_SERVER_SHUTDOWN;
   g_mutex_init (&server->lock);
-  g_cond_init (&server->work_cond);
   g_cond_init (&server->state_cond);
-  g_queue_init (&server->queue);
 
   grpc_init ();
   /* A second process must not silently share our TCP port (SO_REUSEPORT is on by default). */
@@ -999,8 +1043,10 @@ gn_rpc_server_add_service (gn_rpc_server *server, const gn_rpc_service *service,
       return FALSE;
     }
   }
+  worker_pool *pool = pool_for (server, service);
   for (const gn_rpc_method *entry = service->methods; entry->name != NULL; entry++) {
     rpc_method *method = g_new0 (rpc_method, 1);
+    method->pool = pool;
     method->service = *service;
     method->entry = *entry;
     method->descriptor
@@ -1076,11 +1122,14 @@ gn_rpc_server_start (gn_rpc_server *server, GError **error)
     snprintf (name, sizeof name, "rpc-cq-%d", i);
     server->cqs[i].thread = g_thread_new (name, cq_thread_main, &server->cqs[i]);
   }
-  server->workers = g_new0 (GThread *, options->workers);
-  for (int i = 0; i < options->workers; i++) {
-    char name[32];
-    snprintf (name, sizeof name, "rpc-worker-%d", i);
-    server->workers[i] = g_thread_new (name, worker_main, server);
+  for (guint p = 0; p < server->pools->len; p++) {
+    worker_pool *pool = server->pools->pdata[p];
+    pool->threads = g_new0 (GThread *, options->workers);
+    for (int i = 0; i < options->workers; i++) {
+      char name[40];
+      snprintf (name, sizeof name, "%s-%d", pool->name, i);
+      pool->threads[pool->n_threads++] = g_thread_new (name, worker_main, pool);
+    }
   }
   return TRUE;
 }
@@ -1122,11 +1171,16 @@ shutdown_running (gn_rpc_server *server, int grace_ms)
   while (!server->shutdown_notified || server->live_calls > 0)
     g_cond_wait (&server->state_cond, &server->lock);
   server->workers_stop = true;
-  g_cond_broadcast (&server->work_cond);
+  for (guint p = 0; p < server->pools->len; p++)
+    g_cond_broadcast (&((worker_pool *)server->pools->pdata[p])->work_cond);
   g_mutex_unlock (&server->lock);
 
-  for (int i = 0; i < server->options.workers; i++)
-    g_thread_join (server->workers[i]);
+  for (guint p = 0; p < server->pools->len; p++) {
+    worker_pool *pool = server->pools->pdata[p];
+    for (int i = 0; i < pool->n_threads; i++)
+      g_thread_join (pool->threads[i]);
+    pool->n_threads = 0;
+  }
 }
 
 void
@@ -1171,11 +1225,10 @@ gn_rpc_server_free (gn_rpc_server *server)
     grpc_metadata_array_destroy (&server->slots[i].metadata);
   }
   g_free (server->slots);
-  g_free (server->workers);
   g_free (server->cqs);
   g_ptr_array_free (server->methods, TRUE);
+  g_ptr_array_free (server->pools, TRUE);
   g_mutex_clear (&server->lock);
-  g_cond_clear (&server->work_cond);
   g_cond_clear (&server->state_cond);
   g_free (server);
   grpc_shutdown_blocking ();

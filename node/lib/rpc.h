@@ -10,8 +10,11 @@
  * Threads: `cq_threads` completion-queue threads each poll their own completion queue, with
  * `slots_per_method` request slots armed per method.  On a new call the thread re-arms the
  * slot, decodes the request into the call's arena and either runs the handler inline (methods
- * without GN_RPC_BLOCKING) or queues it for the bounded worker pool (`workers` threads, at most
- * `queue_max` waiting).  Handlers that touch PostgreSQL or Redis are GN_RPC_BLOCKING and use
+ * without GN_RPC_BLOCKING) or queues it for its service's bounded worker pool (`workers`
+ * threads per service, at most `queue_max` waiting).  Pools are per service so that a handler
+ * calling another service in the same process (CreatePost -> AttachMedia) cannot be starved by
+ * its own callers holding every worker; a handler must not call its own service.  Handlers
+ * that touch PostgreSQL or Redis are GN_RPC_BLOCKING and use
  * the worker thread's own connections (see pg.h: gn_pg_thread_conn).  A full queue answers
  * RESOURCE_EXHAUSTED at once; a queued call whose deadline passed is answered
  * DEADLINE_EXCEEDED without running.
@@ -87,7 +90,7 @@ typedef struct {
 typedef struct {
   int cq_threads;       /* default 2 */
   int slots_per_method; /* default 4 */
-  int workers;          /* default 8 */
+  int workers;          /* per service, default 8 */
   int queue_max;        /* default 1024 */
 } gn_rpc_server_options;
 
