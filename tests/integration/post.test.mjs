@@ -536,5 +536,25 @@ describe('the media service unreachable', () => {
     assert.ok(warning, `no warning about post ${id}'s media in the node's log`);
     assert.match(warning, /level=warn/);
     assert.ok(warning.includes(mediaIds), `the warning names the media ${mediaIds}: ${warning}`);
+    // The outbox keeps the media to delete until the media service has done it.
+    assert.equal(sql(`SELECT media_ids FROM post.media_deletions WHERE post_id = '${id}'`), mediaIds);
+  });
+
+  test('when the media service is back, the outbox retry deletes the media of deleted posts', async () => {
+    const pending = sql('SELECT count(*) FROM post.media_deletions');
+    assert.notEqual(pending, '0', 'the previous test left an outbox row');
+    await stack.node.stop();
+    stack.node = await startNode({
+      dataDir: stack.dataDir,
+      databaseUrl: stack.pg.url,
+      redisUrl: stack.redis.url,
+      args: ['--set', 'media.sweep_interval=1'],
+    });
+    const deadline = Date.now() + 20000;
+    while (sql('SELECT count(*) FROM post.media_deletions') !== '0') {
+      assert.ok(Date.now() < deadline, `the outbox was not emptied:\n${stack.node.output().slice(-2000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.match(stack.node.output(), /deleted the media of \d+ deleted posts on retry/);
   });
 });

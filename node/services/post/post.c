@@ -16,13 +16,14 @@
  * post_media.media_id settles two posts racing for one media: the second waits for the first
  * and then fails.
  *
- * Deleting a post (author only) removes its rows in a transaction and afterwards asks
- * MediaService.DeleteMedia, again with the author's authorization, to remove the media rows,
- * stored files and CDN copies.  The post's deletion stands even if that call fails; the
- * failure is logged as a warning with the media ids.  Known gap: such media (and media
- * attached by a CreatePost whose COMMIT then failed) stay attached to a post id that no
- * longer exists.  The media service's sweep removes unconfirmed uploads only; it would have
- * to ask this service (GetPostsByIds) which attached posts still exist to collect them.
+ * Deleting a post (author only) removes its rows and, in the same transaction, writes its
+ * media ids into post.media_deletions (a transactional outbox).  After the commit it asks
+ * MediaService.DeleteMedia, with the author's authorization, to remove the media rows, stored
+ * files and CDN copies, and clears the outbox row once that succeeded.  If the call fails
+ * (media down, a timeout) the post's deletion stands and a retry loop calls again later with
+ * growing pauses, on behalf of the author with a short-lived token it signs for that call, so
+ * a deleted post's media always go in the end.  Known gap: media attached by a CreatePost
+ * whose COMMIT then failed stay attached to a post id that does not exist.
  *
  * Paging.  Every list is ordered newest first by the key (created_at DESC, id DESC), which is
  * unique (id breaks ties) and never changes for a post.  A page is at most `limit` posts
@@ -80,6 +81,14 @@
 typedef struct {
   char *database_url;
   char *media_address;
+  const gn_token_key *token_key;
+
+  /* The outbox retry loop. */
+  GThread *retrier;
+  GMutex lock;
+  GCond wake;
+  gboolean stopping;
+  int retry_interval_s;
 } post_state;
 
 static post_state *
@@ -406,6 +415,95 @@ call_media (gn_rpc_call *call, const char *method, const ProtobufCMessage *reque
                        gn_rpc_call_arena (call), &options, status);
 }
 
+/* --- the media deletion outbox ------------------------------------------------------- */
+
+static void
+outbox_done (PGconn *conn, const char *post_id)
+{
+  g_autoptr (GError) error = NULL;
+  const char *params[] = { post_id };
+  if (!exec_command (conn, &error, "DELETE FROM post.media_deletions WHERE post_id = $1", 1,
+                     params))
+    gn_warn ("media of post %s deleted, but its outbox row stays (retried harmlessly): %s", post_id,
+             error->message);
+}
+
+/* Claims due rows (pushing their next attempt out: the retry interval, doubling, at most an
+ * hour) and asks the media service again for each, as its author. */
+static int
+retry_media_deletions (post_state *state, GError **error)
+{
+  PGconn *conn = gn_pg_thread_conn (state->database_url, error);
+  if (conn == NULL)
+    return -1;
+  char interval[16];
+  g_snprintf (interval, sizeof interval, "%d", state->retry_interval_s);
+  const char *params[] = { interval };
+  PGresult *res = gn_pg_exec (
+      conn, error,
+      "UPDATE post.media_deletions SET attempts = attempts + 1,"
+      " next_attempt_at = now()"
+      "   + make_interval(secs => least(3600, $1::int * 2 ^ least(attempts, 7)))"
+      " WHERE post_id IN (SELECT post_id FROM post.media_deletions WHERE next_attempt_at <= now()"
+      "                   ORDER BY next_attempt_at LIMIT 50 FOR UPDATE SKIP LOCKED)"
+      " RETURNING post_id, user_id, media_ids",
+      1, params);
+  if (res == NULL)
+    return -1;
+  int done = 0;
+  for (int i = 0; i < PQntuples (res); i++) {
+    const char *post_id = PQgetvalue (res, i, 0);
+    g_autofree char *token
+        = gn_token_sign (state->token_key, PQgetvalue (res, i, 1), 60, g_get_real_time (), NULL);
+    g_autofree char *authorization = g_strconcat ("Bearer ", token, NULL);
+    g_autofree char *request_id = g_uuid_string_random ();
+    gn_arena *arena = gn_arena_new ();
+    Generia__Media__V1__DeleteMediaRequest req = GENERIA__MEDIA__V1__DELETE_MEDIA_REQUEST__INIT;
+    req.media_ids = split_words (arena, PQgetvalue (res, i, 2), &req.n_media_ids);
+    gn_rpc_call_options options = { .request_id = request_id, .authorization = authorization };
+    gn_rpc_status status;
+    ProtobufCMessage *response = NULL;
+    if (gn_rpc_unary (gn_rpc_client_get (state->media_address),
+                      &generia__media__v1__media_service__descriptor, "DeleteMedia", &req.base,
+                      &response, arena, &options, &status)
+        == GRPC_STATUS_OK) {
+      outbox_done (conn, post_id);
+      done++;
+    } else {
+      gn_warn ("deleting the media of deleted post %s failed again (%s: %s); retried later",
+               post_id, gn_rpc_status_name (status.code), status.message);
+    }
+    gn_arena_free (arena);
+  }
+  PQclear (res);
+  return done;
+}
+
+static gpointer
+retrier_main (gpointer data)
+{
+  post_state *state = data;
+  gn_log_set_service ("post");
+  g_mutex_lock (&state->lock);
+  while (!state->stopping) {
+    gint64 until = g_get_monotonic_time () + (gint64)state->retry_interval_s * G_USEC_PER_SEC;
+    while (!state->stopping && g_cond_wait_until (&state->wake, &state->lock, until))
+      ;
+    if (state->stopping)
+      break;
+    g_mutex_unlock (&state->lock);
+    g_autoptr (GError) error = NULL;
+    int done = retry_media_deletions (state, &error);
+    if (done < 0)
+      gn_warn ("retrying media deletions failed: %s", error->message);
+    else if (done > 0)
+      gn_info ("deleted the media of %d deleted posts on retry", done);
+    g_mutex_lock (&state->lock);
+  }
+  g_mutex_unlock (&state->lock);
+  return NULL;
+}
+
 /* --- handlers -------------------------------------------------------------------------- */
 
 static grpc_status_code
@@ -725,7 +823,13 @@ handle_delete_post (gn_rpc_call *call, const ProtobufCMessage *message, Protobuf
     return code;
   }
   const char *params[] = { req->post_id };
+  const char *outbox_params[] = { req->post_id, gn_rpc_call_user_id (call), media_ids };
   if (!exec_command (conn, &error, "DELETE FROM post.posts WHERE id = $1", 1, params)
+      || (media_ids[0] != '\0'
+          && !exec_command (conn, &error,
+                            "INSERT INTO post.media_deletions (post_id, user_id, media_ids)"
+                            " VALUES ($1, $2, $3)",
+                            3, outbox_params))
       || !exec_command (conn, &error, "COMMIT", 0, NULL)) {
     rollback (conn);
     return internal_error (call, error);
@@ -735,11 +839,14 @@ handle_delete_post (gn_rpc_call *call, const ProtobufCMessage *message, Protobuf
   Generia__Media__V1__DeleteMediaRequest remove = GENERIA__MEDIA__V1__DELETE_MEDIA_REQUEST__INIT;
   remove.media_ids = split_words (arena, media_ids, &remove.n_media_ids);
   gn_rpc_status status;
-  if (remove.n_media_ids > 0
-      && call_media (call, "DeleteMedia", &remove.base, &status) != GRPC_STATUS_OK)
-    gn_warn ("post %s deleted, but MediaService.DeleteMedia failed (%s: %s); its media stay"
-             " stored: %s",
-             req->post_id, gn_rpc_status_name (status.code), status.message, media_ids);
+  if (remove.n_media_ids > 0) {
+    if (call_media (call, "DeleteMedia", &remove.base, &status) == GRPC_STATUS_OK)
+      outbox_done (conn, req->post_id);
+    else
+      gn_warn ("post %s deleted, but MediaService.DeleteMedia failed (%s: %s); deleting its"
+               " media is retried later: %s",
+               req->post_id, gn_rpc_status_name (status.code), status.message, media_ids);
+  }
 
   Generia__Post__V1__DeletePostResponse *out = gn_arena_alloc (arena, sizeof *out);
   generia__post__v1__delete_post_response__init (out);
@@ -860,6 +967,11 @@ post_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
   post_state *state = g_new0 (post_state, 1);
   state->database_url = g_strdup (env->database_url);
   state->media_address = g_strdup (env->config->service_address[GN_SERVICE_MEDIA]);
+  state->token_key = env->token_key;
+  state->retry_interval_s = env->config->media_sweep_interval_s;
+  g_mutex_init (&state->lock);
+  g_cond_init (&state->wake);
+  state->retrier = g_thread_new ("post-outbox", retrier_main, state);
   service->descriptor = &generia__post__v1__post_service__descriptor;
   service->methods = post_methods;
   service->log_name = "post";
@@ -873,6 +985,13 @@ post_fini (gn_rpc_service *service)
   post_state *state = service->data;
   if (state == NULL)
     return;
+  g_mutex_lock (&state->lock);
+  state->stopping = TRUE;
+  g_cond_signal (&state->wake);
+  g_mutex_unlock (&state->lock);
+  g_thread_join (state->retrier);
+  g_mutex_clear (&state->lock);
+  g_cond_clear (&state->wake);
   g_free (state->database_url);
   g_free (state->media_address);
   g_free (state);
