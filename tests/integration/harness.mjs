@@ -169,6 +169,7 @@ export function request (baseUrl, method, urlPath, { headers = {}, body, json, c
           status: res.statusCode,
           socket: res.socket,
           headers: res.headers,
+          body: raw,
           text,
           json () {
             try {
@@ -612,4 +613,110 @@ export function unique (prefix = 'u') {
 export function newAccount (prefix = 'user') {
   const username = unique(prefix.toLowerCase().replace(/[^a-z0-9_.]/g, '')).toLowerCase();
   return { username, email: `${username}@example.test`, password: `pw-${username}-long` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQL from the tests (psql against the stack's PostgreSQL)
+
+// Runs one SQL statement with psql and returns its rows as arrays of strings (unaligned, no
+// headers).  Tests use it to see what the services really wrote; parameters are not needed
+// because every value comes from the test itself.
+export function psql (conninfo, sql) {
+  const result = run(postgresBin('psql'), ['-X', '-q', '-A', '-t', '-F', '\t', '-v', 'ON_ERROR_STOP=1',
+                                           '-d', conninfo, '-c', sql]);
+  return result.stdout.split('\n').filter((line) => line !== '').map((line) => line.split('\t'));
+}
+
+// The first column of the first row, as a number (SELECT count(*) ...).
+export function psqlNumber (conninfo, sql) {
+  const rows = psql(conninfo, sql);
+  assert.ok(rows.length === 1, `${sql}: expected one row, got ${JSON.stringify(rows)}`);
+  return Number(rows[0][0]);
+}
+
+// Every regular file below dir, as paths relative to it, sorted ([] if dir does not exist).
+export function filesUnder (dir) {
+  const found = [];
+  const walk = (sub) => {
+    let entries;
+    try {
+      entries = fs.readdirSync(path.join(dir, sub), { withFileTypes: true });
+    } catch (err) {
+      if (err.code === 'ENOENT') return;
+      throw err;
+    }
+    for (const entry of entries) {
+      const rel = sub === '' ? entry.name : `${sub}/${entry.name}`;
+      if (entry.isDirectory()) walk(rel);
+      else found.push(rel);
+    }
+  };
+  walk('');
+  return found.sort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3: a real SigV4-checking server (@20minutes/s3rver, in this process)
+
+// Starts s3rver on a free port of 127.0.0.1 with the bucket created, objects kept in a temp
+// folder.  s3rver checks SigV4 signatures (a wrong secret gets SignatureDoesNotMatch) with its
+// built-in credentials S3RVER / S3RVER.
+// s3rver accepts unsigned requests too, so every request is recorded (method, url, the
+// Authorization and x-amz-content-sha256 headers, the answer's status) for tests to check that
+// the node really signs.
+// Returns {endpoint, bucket, dir, nodeArgs (the --set flags pointing a node at it),
+//          objectKeys() (the bucket's keys, read from s3rver's folder), objectPath(key),
+//          requests, stop()}.
+export async function startS3 ({ bucket = 'generia' } = {}) {
+  const { default: S3rver } = await import('@20minutes/s3rver');
+  const dir = await makeTempDir('gn-s3-');
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    directory: dir,
+    silent: true,
+    configureBuckets: [{ name: bucket }],
+  });
+  const { port } = await server.run();
+  const requests = [];
+  server.httpServer.prependListener('request', (req, res) => {
+    const entry = {
+      method: req.method,
+      url: req.url,
+      authorization: req.headers.authorization ?? null,
+      contentSha256: req.headers['x-amz-content-sha256'] ?? null,
+      status: null,
+    };
+    requests.push(entry);
+    res.once('finish', () => { entry.status = res.statusCode; });
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const objectSuffix = '._S3rver_object';
+  return {
+    endpoint,
+    requests,
+    port,
+    bucket,
+    dir,
+    nodeArgs: [
+      '--set', 'storage.backend=s3',
+      '--set', `storage.s3_endpoint=${endpoint}`,
+      '--set', `storage.s3_bucket=${bucket}`,
+      '--set', 'storage.s3_access_key=S3RVER',
+      '--set', 'storage.s3_secret_key=S3RVER',
+    ],
+    // Where s3rver keeps the bytes of an object.
+    objectPath (key) {
+      return path.join(dir, bucket, key + objectSuffix);
+    },
+    objectKeys () {
+      return filesUnder(path.join(dir, bucket))
+        .filter((file) => file.endsWith(objectSuffix))
+        .map((file) => file.slice(0, -objectSuffix.length));
+    },
+    async stop () {
+      await server.close();
+      await removeDir(dir);
+    },
+  };
 }

@@ -708,6 +708,7 @@ handle_upload (gn_rpc_call *call, gn_rpc_reader *reader, ProtobufCMessage **resp
   upload_job job = { 0 };
   gboolean presigned = FALSE, claimed = FALSE, recorded = FALSE;
   char *media_id = NULL, *user_id = NULL, *filename = "";
+  int64_t url_expires = 0;
   size_t limit = state->max_upload_bytes;
   PGconn *conn = NULL;
   g_autofree char *array = NULL;
@@ -727,6 +728,7 @@ handle_upload (gn_rpc_call *call, gn_rpc_reader *reader, ProtobufCMessage **resp
   presigned = start->media_id[0] != '\0';
   if (presigned) {
     media_id = gn_arena_strdup (arena, start->media_id);
+    url_expires = start->expires;
   } else {
     GN_RPC_REQUIRE_USER (call);
     user_id = gn_arena_strdup (arena, gn_rpc_call_user_id (call));
@@ -764,14 +766,20 @@ handle_upload (gn_rpc_call *call, gn_rpc_reader *reader, ProtobufCMessage **resp
     goto fail;
   }
 
-  const char *params[] = { media_id };
-  PGresult *res = gn_pg_exec (conn, &error,
-                              presigned ? "UPDATE media.media SET state = 'uploaded'"
-                                          " WHERE id = $1 AND state = 'storing'"
-                                        : "UPDATE media.media SET state = 'confirmed',"
+  /* An uploaded, unconfirmed item lives as long as its upload URL: the sweep takes it then. */
+  char expires_text[24];
+  g_snprintf (expires_text, sizeof expires_text, "%" G_GINT64_FORMAT, url_expires);
+  const char *params[] = { media_id, expires_text };
+  PGresult *res = presigned ? gn_pg_exec (conn, &error,
+                                          "UPDATE media.media SET state = 'uploaded',"
+                                          " expires_at = to_timestamp($2::int8)"
+                                          " WHERE id = $1 AND state = 'storing'",
+                                          2, params)
+                            : gn_pg_exec (conn, &error,
+                                          "UPDATE media.media SET state = 'confirmed',"
                                           " confirmed_at = now(), expires_at = NULL"
                                           " WHERE id = $1 AND state = 'storing'",
-                              1, params);
+                                          1, params);
   if (res == NULL) {
     code = internal_error (call, error);
     goto fail_stored;
