@@ -177,6 +177,19 @@ runs_backend (const gn_config *config)
   return FALSE;
 }
 
+/* Services with migrations own a schema, so they need PostgreSQL; Redis is started alongside
+ * it for their caches and counters.  A CDN-only process needs neither. */
+static gboolean
+runs_database_service (const gn_config *config)
+{
+  for (int id = 0; id < GN_SERVICE_COUNT; id++) {
+    const gn_service_module *module = module_for (id);
+    if (config->run[id] && module != NULL && module->migrate != NULL)
+      return TRUE;
+  }
+  return FALSE;
+}
+
 /* Creates the folder of every unix: address this process listens on. */
 static gboolean
 prepare_socket_dirs (const gn_config *config, GError **error)
@@ -210,10 +223,10 @@ static gboolean
 node_start_storage (node *n, gboolean ephemeral, GError **error)
 {
   const gn_config *config = n->config;
-  gboolean need_pg
-      = runs_backend (config) && (config->database_url == NULL || config->database_url[0] == '\0');
-  gboolean need_redis
-      = runs_backend (config) && (config->redis_url == NULL || config->redis_url[0] == '\0');
+  gboolean need_pg = runs_database_service (config)
+                     && (config->database_url == NULL || config->database_url[0] == '\0');
+  gboolean need_redis = runs_database_service (config)
+                        && (config->redis_url == NULL || config->redis_url[0] == '\0');
   if (need_pg || need_redis) {
     gn_embedded_options options = {
       .data_dir = config->data_dir,

@@ -100,7 +100,7 @@ typedef struct {
   /* [cdn]: the HTTP listener serving media by signed URLs */
   char *cdn_address;          /* default 127.0.0.1 */
   int cdn_port;               /* default 8090 (0 picks one) */
-  int cdn_threads;            /* epoll pool, 0 = 2 x cores */
+  int cdn_threads;            /* epoll pool, 0 = one per core */
   char *cdn_public_url;       /* base of media URLs, default http://localhost:<cdn.port> */
   int cdn_url_ttl_s;          /* lifetime of a signed media URL (default 3600) */
   char *cdn_secret_file;      /* default <data-dir>/secrets/cdn.key */

@@ -363,6 +363,8 @@ export async function startNode ({ dataDir, databaseUrl, redisUrl, env = {}, arg
   const argv = ['serve', '--data-dir', dataDir, '--gateway-port', String(port)];
   if (databaseUrl) argv.push('--database-url', databaseUrl);
   if (redisUrl) argv.push('--redis-url', redisUrl);
+  // The CDN listener's default port (8090) would clash between nodes running at once.
+  if (!args.some((arg) => String(arg).startsWith('cdn.port='))) argv.push('--set', 'cdn.port=0');
   argv.push(...args);
 
   const output = new OutputTail();

@@ -1,10 +1,12 @@
-// Services in separate processes: `--services auth` in one generia-node, `--services gateway`
-// in another, both told where auth listens (GENERIA_RPC_AUTH_ADDRESS) and sharing PostgreSQL,
-// Redis and the data folder (the gateway verifies access tokens itself with the key kept
-// there).  The REST API works across the two processes; when auth goes away the gateway says
-// so (/ready and the auth routes answer 503) and recovers when auth comes back.
+// Services in separate processes: `--services auth,post,media,cdn` in one generia-node,
+// `--services gateway` in another, both told where the services listen (GENERIA_RPC_*_ADDRESS,
+// one TCP address for all four) and sharing PostgreSQL, Redis and the data folder (the gateway
+// verifies access tokens itself with the key kept there).  The REST API works across the two
+// processes, uploads included (the bytes stream over TCP); when the services go away the
+// gateway says so (/ready and the routes answer 503) and recovers when they come back.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -31,7 +33,8 @@ before(async () => {
     dataDir: path.join(dir, 'data'),
     databaseUrl: pg.url,
     redisUrl: redis.url,
-    env: { GENERIA_RPC_AUTH_ADDRESS: `127.0.0.1:${authPort}` },
+    env: Object.fromEntries(['AUTH', 'POST', 'MEDIA', 'CDN'].map(
+      (name) => [`GENERIA_RPC_${name}_ADDRESS`, `127.0.0.1:${authPort}`])),
   };
 });
 
@@ -45,7 +48,7 @@ after(async () => {
 });
 
 const startAuth = () => startNode({
-  ...common, args: ['--services', 'auth'], isReady: () => tcpAccepts('127.0.0.1', authPort),
+  ...common, args: ['--services', 'auth,post,media,cdn'], isReady: () => tcpAccepts('127.0.0.1', authPort),
 });
 
 async function until (what, check, ms = 15000) {
@@ -57,7 +60,7 @@ async function until (what, check, ms = 15000) {
   }
 }
 
-test('a gateway process in front of an auth process', async () => {
+test('a gateway process in front of a process running the services', async () => {
   authNode = await startAuth();
   gatewayNode = await startNode({ ...common, args: ['--services', 'gateway'] });
   const api = client(gatewayNode.baseUrl);
@@ -70,6 +73,20 @@ test('a gateway process in front of an auth process', async () => {
   const me = await api.get('/api/v1/auth/me', { headers: { Authorization: `Bearer ${login.json().token}` } });
   assertStatus(me, 200);
   assert.equal(me.json().id, registered.json().user.id);
+
+  // A photo crosses both processes: multipart into the gateway, streamed to media over TCP.
+  const auth = { Authorization: `Bearer ${login.json().token}` };
+  const jpeg = execFileSync('convert', ['-size', '16x16', 'xc:blue', 'jpg:-']);
+  const uploaded = await api.post('/api/v1/media', {
+    json: { media_data: jpeg.toString('base64'), content_type: 'image/jpeg', filename: 'dot.jpg' }, headers: auth,
+  });
+  assertStatus(uploaded, 201, 'upload through the gateway process');
+  const created = await api.post('/api/v1/posts', { json: { caption: 'split #ok', media_id: uploaded.json().media_id }, headers: auth });
+  assertStatus(created, 201, 'post through the gateway process');
+  const feed = await api.get('/api/v1/feed');
+  assertStatus(feed, 200);
+  assert.equal(feed.json().posts[0].id, created.json().id);
+  assert.deepEqual(feed.json().posts[0].hashtags, ['ok']);
 
   // Auth goes away: the gateway stays up, says it is not ready and answers 503.
   const exit = await authNode.stop();

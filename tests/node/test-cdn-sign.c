@@ -81,8 +81,8 @@ test_expiry_boundary (void)
                    GN_CDN_URL_VALID);
   g_assert_cmpint (gn_cdn_verify (&key, "media/a/b.jpg", "1795000000", signature, NOW + 1), ==,
                    GN_CDN_URL_EXPIRED);
-  g_assert_cmpint (gn_cdn_verify (&key, "media/a/b.jpg", "1795000000", signature, NOW + 86400),
-                   ==, GN_CDN_URL_EXPIRED);
+  g_assert_cmpint (gn_cdn_verify (&key, "media/a/b.jpg", "1795000000", signature, NOW + 86400), ==,
+                   GN_CDN_URL_EXPIRED);
 }
 
 static void

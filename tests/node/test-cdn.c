@@ -121,7 +121,7 @@ typedef struct {
   char *s3_prefix;
   gn_cdn_key key; /* read from the module's secret file */
   char *public_url;
-  char *base; /* public_url with 127.0.0.1 for localhost */
+  char *base; /* where the listener is: public_url */
   SoupSession *session;
   gn_arena *arena;
 } fixture;
@@ -193,11 +193,10 @@ fixture_setup (fixture *f, gconstpointer data)
   /* cdn.port = 0: the public URL names the port picked. */
   g_assert_cmpint (call (f, "GetCDNConfig", &request.base, (ProtobufCMessage **)&config, &status),
                    ==, GRPC_STATUS_OK);
-  g_assert_true (g_str_has_prefix (config->public_base_url, "http://localhost:"));
-  g_assert_cmpint (atoi (config->public_base_url + strlen ("http://localhost:")), >, 0);
+  g_assert_true (g_str_has_prefix (config->public_base_url, "http://127.0.0.1:"));
+  g_assert_cmpint (atoi (config->public_base_url + strlen ("http://127.0.0.1:")), >, 0);
   f->public_url = g_strdup (config->public_base_url);
-  f->base = g_strdup_printf ("http://127.0.0.1:%s",
-                             config->public_base_url + strlen ("http://localhost:"));
+  f->base = g_strdup (config->public_base_url);
   f->session = soup_session_new ();
 }
 
@@ -350,8 +349,7 @@ test_grpc (fixture *f, gconstpointer data)
 
   request.storage_keys = keys;
   request.n_storage_keys = 2;
-  g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response,
-                         &status),
+  g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response, &status),
                    ==, GRPC_STATUS_OK);
   g_assert_cmpuint (response->n_urls, ==, 2);
   for (size_t i = 0; i < 2; i++) {
@@ -372,29 +370,26 @@ test_grpc (fixture *f, gconstpointer data)
 
   /* A chosen lifetime. */
   request.ttl_seconds = 60;
-  g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response,
-                         &status),
+  g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response, &status),
                    ==, GRPC_STATUS_OK);
   g_assert_cmpint (response->urls[0]->expires_at_us / G_USEC_PER_SEC, <=, now_s () + 60 + 7);
 
   /* Refusals. */
   request.ttl_seconds = -5;
-  g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response,
-                         &status),
+  g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response, &status),
                    ==, GRPC_STATUS_INVALID_ARGUMENT);
   g_assert_cmpstr (status.reason, ==, "invalid_ttl");
   request.ttl_seconds = 365 * 24 * 3600;
-  g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response,
-                         &status),
+  g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response, &status),
                    ==, GRPC_STATUS_INVALID_ARGUMENT);
   request.ttl_seconds = 0;
   {
     char *bad[] = { first, "media/../etc/passwd" };
 
     request.storage_keys = bad;
-    g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response,
-                           &status),
-                     ==, GRPC_STATUS_INVALID_ARGUMENT);
+    g_assert_cmpint (
+        call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response, &status), ==,
+        GRPC_STATUS_INVALID_ARGUMENT);
     g_assert_cmpstr (status.reason, ==, "invalid_storage_key");
   }
   {
@@ -404,28 +399,28 @@ test_grpc (fixture *f, gconstpointer data)
       many[i] = first;
     request.storage_keys = many;
     request.n_storage_keys = 1001;
-    g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response,
-                           &status),
-                     ==, GRPC_STATUS_INVALID_ARGUMENT);
+    g_assert_cmpint (
+        call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response, &status), ==,
+        GRPC_STATUS_INVALID_ARGUMENT);
     g_assert_cmpstr (status.reason, ==, "too_many_keys");
     /* The limit itself is fine: a feed page of 1000 media in one call. */
     request.n_storage_keys = 1000;
-    g_assert_cmpint (call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response,
-                           &status),
-                     ==, GRPC_STATUS_OK);
+    g_assert_cmpint (
+        call (f, "GetSignedURL", &request.base, (ProtobufCMessage **)&response, &status), ==,
+        GRPC_STATUS_OK);
     g_assert_cmpuint (response->n_urls, ==, 1000);
     g_free (many);
   }
 
-  g_assert_cmpint (call (f, "GetCDNConfig", &config_request.base, (ProtobufCMessage **)&config,
-                         &status),
-                   ==, GRPC_STATUS_OK);
+  g_assert_cmpint (
+      call (f, "GetCDNConfig", &config_request.base, (ProtobufCMessage **)&config, &status), ==,
+      GRPC_STATUS_OK);
   g_assert_cmpint (config->default_ttl_seconds, ==, 3600);
   g_assert_cmpint (config->max_file_bytes, ==, 50 * MIB);
 
-  g_assert_cmpint (call (f, "HealthCheck", &health_request.base, (ProtobufCMessage **)&health,
-                         &status),
-                   ==, GRPC_STATUS_OK);
+  g_assert_cmpint (
+      call (f, "HealthCheck", &health_request.base, (ProtobufCMessage **)&health, &status), ==,
+      GRPC_STATUS_OK);
   g_assert_cmpint (health->status, ==,
                    GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
   g_assert_cmpstr (health->service, ==, "cdn");
@@ -466,8 +461,12 @@ test_get (fixture *f, gconstpointer data)
    * cache lifetime no longer than the signature's. */
   {
     static const char *const types[][2] = {
-      { "png", "image/png" },   { "webp", "image/webp" }, { "gif", "image/gif" },
-      { "mp4", "video/mp4" },   { "webm", "video/webm" }, { "jpeg", "image/jpeg" },
+      { "png", "image/png" },
+      { "webp", "image/webp" },
+      { "gif", "image/gif" },
+      { "mp4", "video/mp4" },
+      { "webm", "video/webm" },
+      { "jpeg", "image/jpeg" },
       { "bin", "application/octet-stream" },
     };
 
@@ -558,21 +557,16 @@ test_conditional (fixture *f, gconstpointer data)
     static const char *const months[] = { "",    "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 
-    rfc850 = g_strdup_printf ("%s, %02d-%s-%02d %02d:%02d:%02d GMT",
-                              days[g_date_time_get_day_of_week (modified)],
-                              g_date_time_get_day_of_month (modified),
-                              months[g_date_time_get_month (modified)],
-                              g_date_time_get_year (modified) % 100,
-                              g_date_time_get_hour (modified), g_date_time_get_minute (modified),
-                              g_date_time_get_second (modified));
-    asctime_form = g_strdup_printf ("%.3s %s %2d %02d:%02d:%02d %d",
-                                    days[g_date_time_get_day_of_week (modified)],
-                                    months[g_date_time_get_month (modified)],
-                                    g_date_time_get_day_of_month (modified),
-                                    g_date_time_get_hour (modified),
-                                    g_date_time_get_minute (modified),
-                                    g_date_time_get_second (modified),
-                                    g_date_time_get_year (modified));
+    rfc850 = g_strdup_printf (
+        "%s, %02d-%s-%02d %02d:%02d:%02d GMT", days[g_date_time_get_day_of_week (modified)],
+        g_date_time_get_day_of_month (modified), months[g_date_time_get_month (modified)],
+        g_date_time_get_year (modified) % 100, g_date_time_get_hour (modified),
+        g_date_time_get_minute (modified), g_date_time_get_second (modified));
+    asctime_form = g_strdup_printf (
+        "%.3s %s %2d %02d:%02d:%02d %d", days[g_date_time_get_day_of_week (modified)],
+        months[g_date_time_get_month (modified)], g_date_time_get_day_of_month (modified),
+        g_date_time_get_hour (modified), g_date_time_get_minute (modified),
+        g_date_time_get_second (modified), g_date_time_get_year (modified));
   }
   cookie_form = soup_date_time_to_string (modified, SOUP_DATE_COOKIE);
   const char *const not_older[] = { last_modified, rfc850, asctime_form, cookie_form };
@@ -684,8 +678,8 @@ test_refusals (fixture *f, gconstpointer data)
   later = g_strdup_printf ("/%s?expires=%" G_GINT64_FORMAT "&signature=%s", key, expires + 1,
                            signature);
   signature[5] = signature[5] == 'A' ? 'B' : 'A';
-  tampered = g_strdup_printf ("/%s?expires=%" G_GINT64_FORMAT "&signature=%s", key, expires,
-                              signature);
+  tampered
+      = g_strdup_printf ("/%s?expires=%" G_GINT64_FORMAT "&signature=%s", key, expires, signature);
   gn_cdn_sign (&f->key, key, expires, signature);
   /* A valid signature of one object does not open another. */
   {
@@ -699,9 +693,9 @@ test_refusals (fixture *f, gconstpointer data)
   for (size_t i = 0; i < G_N_ELEMENTS (forged); i++) {
     fetch (f, &r, "GET", forged[i], "Accept", "application/problem+json", NULL);
     g_assert_cmpuint (status_of (&r), ==, 403);
-    g_assert_nonnull (
-        g_strstr_len (g_bytes_get_data (r.body, NULL), (gssize)g_bytes_get_size (r.body),
-                      "\"code\":\"invalid_signature\""));
+    g_assert_nonnull (g_strstr_len (g_bytes_get_data (r.body, NULL),
+                                    (gssize)g_bytes_get_size (r.body),
+                                    "\"code\":\"invalid_signature\""));
   }
   fetch (f, &r, "GET", expired, "Accept", "application/problem+json", NULL);
   g_assert_cmpuint (status_of (&r), ==, 403);
@@ -732,8 +726,8 @@ test_refusals (fixture *f, gconstpointer data)
     fetch (f, &r, "GET", not_keys[i], NULL);
     g_assert_cmpuint (status_of (&r), ==, 404);
   }
-  bad_key = g_strdup_printf ("/%s?expires=%" G_GINT64_FORMAT "&signature=%s", key, expires,
-                             signature);
+  bad_key
+      = g_strdup_printf ("/%s?expires=%" G_GINT64_FORMAT "&signature=%s", key, expires, signature);
   fetch (f, &r, "POST", bad_key, NULL);
   g_assert_cmpuint (status_of (&r), ==, 405);
   /* And the right URL still works. */
@@ -803,14 +797,14 @@ test_s3_served (fixture *f, gconstpointer data)
 
   request.storage_keys = keys;
   request.n_storage_keys = 2;
-  g_assert_cmpint (call (f, "InvalidateCache", &request.base, (ProtobufCMessage **)&response,
-                         &status),
-                   ==, GRPC_STATUS_OK);
+  g_assert_cmpint (
+      call (f, "InvalidateCache", &request.base, (ProtobufCMessage **)&response, &status), ==,
+      GRPC_STATUS_OK);
   g_assert_cmpint (response->invalidated, ==, 1);
   g_assert_false (copy_exists (f, key));
-  g_assert_cmpint (call (f, "InvalidateCache", &request.base, (ProtobufCMessage **)&response,
-                         &status),
-                   ==, GRPC_STATUS_OK);
+  g_assert_cmpint (
+      call (f, "InvalidateCache", &request.base, (ProtobufCMessage **)&response, &status), ==,
+      GRPC_STATUS_OK);
   g_assert_cmpint (response->invalidated, ==, 0);
 
   /* After invalidation the object is fetched again. */
@@ -921,6 +915,7 @@ test_s3_cache (fixture *f, gconstpointer data)
   }
   g_assert_cmpuint (gn_cdn_cache_count (cache), ==, 2);
   g_assert_cmpuint (gn_cdn_cache_bytes (cache), ==, 400 * 1024);
+  job.cache = cache;
   open_and_check (&job);
   g_assert_cmpuint (gn_cdn_cache_fetches (cache), ==, 0);
 
@@ -946,8 +941,7 @@ test_s3_down (fixture *f, gconstpointer data)
   g_autoptr (GBytes) bytes = random_bytes (100);
   g_autofree char *key = put_object (f, "medium", "jpg", bytes);
   g_autofree char *path = signed_path (f, key, now_s () + 600);
-  Generia__Common__V1__HealthCheckRequest request
-      = GENERIA__COMMON__V1__HEALTH_CHECK_REQUEST__INIT;
+  Generia__Common__V1__HealthCheckRequest request = GENERIA__COMMON__V1__HEALTH_CHECK_REQUEST__INIT;
   Generia__Common__V1__HealthCheckResponse *health = NULL;
   gn_rpc_status status;
   g_auto (reply) r = { 0 };
@@ -977,8 +971,8 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/cdn/head", fixture, GINT_TO_POINTER (FALSE), fixture_setup, test_head,
               fixture_teardown);
-  g_test_add ("/cdn/conditional", fixture, GINT_TO_POINTER (FALSE), fixture_setup,
-              test_conditional, fixture_teardown);
+  g_test_add ("/cdn/conditional", fixture, GINT_TO_POINTER (FALSE), fixture_setup, test_conditional,
+              fixture_teardown);
   g_test_add ("/cdn/range", fixture, GINT_TO_POINTER (FALSE), fixture_setup, test_range,
               fixture_teardown);
   g_test_add ("/cdn/refusals", fixture, GINT_TO_POINTER (FALSE), fixture_setup, test_refusals,

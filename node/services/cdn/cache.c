@@ -213,8 +213,8 @@ gn_cdn_cache_new (gn_storage *storage, const char *dir, uint64_t max_bytes, GErr
   g_autofree char *incoming = g_build_filename (dir, INCOMING_DIR, NULL);
 
   if (g_mkdir_with_parents (incoming, 0700) != 0) {
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot create %s: %s",
-                 incoming, g_strerror (errno));
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot create %s: %s", incoming,
+                 g_strerror (errno));
     return NULL;
   }
   cache = g_new0 (gn_cdn_cache, 1);
@@ -283,8 +283,8 @@ store (gn_cdn_cache *cache, const char *key, const char *downloaded, GError **er
   if (g_mkdir_with_parents (parent, 0700) != 0 || rename (downloaded, path) != 0) {
     int saved = errno;
 
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot store %s in %s: %s",
-                 key, cache->dir, g_strerror (saved));
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot store %s in %s: %s", key,
+                 cache->dir, g_strerror (saved));
     unlink (downloaded);
     prune_empty_dirs (cache, path);
     return -1;
@@ -313,8 +313,8 @@ open_dropped (const char *downloaded, GError **error)
   int fd = open (downloaded, O_RDONLY | O_CLOEXEC);
 
   if (fd < 0)
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot open %s: %s",
-                 downloaded, g_strerror (errno));
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot open %s: %s", downloaded,
+                 g_strerror (errno));
   unlink (downloaded);
   return fd;
 }

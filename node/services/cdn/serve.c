@@ -110,8 +110,8 @@ content_type_for (const char *file)
     const char *ext;
     const char *type;
   } types[] = {
-    { "jpg", "image/jpeg" }, { "jpeg", "image/jpeg" }, { "png", "image/png" },
-    { "webp", "image/webp" }, { "gif", "image/gif" },  { "mp4", "video/mp4" },
+    { "jpg", "image/jpeg" },  { "jpeg", "image/jpeg" }, { "png", "image/png" },
+    { "webp", "image/webp" }, { "gif", "image/gif" },   { "mp4", "video/mp4" },
     { "webm", "video/webm" },
   };
   const char *dot = strrchr (file, '.');
@@ -353,19 +353,18 @@ handle_media (gn_http_request *request, void *data)
   }
 
   hash = content_hash_of (file, &hash_len);
-  etag = hash != NULL ? gn_arena_printf (arena, "\"%.*s\"", (int)hash_len, hash)
-                      : gn_arena_printf (arena, "\"%" G_GINT64_MODIFIER "x-%" G_GINT64_MODIFIER
-                                                "x\"",
-                                         (gint64)st.st_size, (gint64)st.st_mtime);
+  etag = hash != NULL
+             ? gn_arena_printf (arena, "\"%.*s\"", (int)hash_len, hash)
+             : gn_arena_printf (arena, "\"%" G_GINT64_MODIFIER "x-%" G_GINT64_MODIFIER "x\"",
+                                (gint64)st.st_size, (gint64)st.st_mtime);
   format_http_date (st.st_mtime, last_modified);
   gn_http_add_header (request, "ETag", etag);
   gn_http_add_header (request, "Last-Modified", last_modified);
   gn_http_add_header (request, "Cache-Control",
-                      hash != NULL ? IMMUTABLE_CACHE_CONTROL
-                                   : gn_arena_printf (arena, "public, max-age=%" G_GINT64_FORMAT,
-                                                      MAX (g_ascii_strtoll (expires, NULL, 10)
-                                                               - now,
-                                                           0)));
+                      hash != NULL
+                          ? IMMUTABLE_CACHE_CONTROL
+                          : gn_arena_printf (arena, "public, max-age=%" G_GINT64_FORMAT,
+                                             MAX (g_ascii_strtoll (expires, NULL, 10) - now, 0)));
   gn_http_add_header (request, "Accept-Ranges", "bytes");
   /* User content: never let a browser guess a more dangerous type than the one we say. */
   gn_http_add_header (request, "X-Content-Type-Options", "nosniff");

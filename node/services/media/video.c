@@ -30,7 +30,6 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/stat.h>
 #include <gst/app/gstappsink.h>
 #include <gst/video/video.h>
 
