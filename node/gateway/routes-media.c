@@ -22,6 +22,7 @@
 #define CHUNK_BYTES (1024 * 1024)
 /* Receiving, checking and making the variants of a large video takes a while. */
 #define UPLOAD_TIMEOUT_MS (5 * 60 * 1000)
+#define BASE64_MAX_FILE (16 * 1024 * 1024)
 
 /* Sends bytes as data chunks of at most CHUNK_BYTES. */
 static gboolean
@@ -373,8 +374,11 @@ gn_gateway_add_media_routes (gn_router *router, gn_gateway_context *context)
   route = gn_router_add (router, "POST", "/api/v1/media/upload", handle_multipart, context,
                          GN_ROUTE_AUTH_REQUIRED | GN_ROUTE_MULTIPART);
   route->max_body = max_file + 64 * 1024;
-  /* Base64 takes 4 characters for 3 bytes. */
+  /* Base64 takes 4 characters for 3 bytes.  The body is spooled like any other, but the JSON
+   * parser holds the media_data string in memory while it is decoded in slices, so this form
+   * (kept for API v1's clients) takes files up to BASE64_MAX_FILE; larger ones use the
+   * presigned or multipart ways, which never hold a file in memory. */
   route = gn_router_add (router, "POST", "/api/v1/media", handle_base64, context,
                          GN_ROUTE_AUTH_REQUIRED | GN_ROUTE_RAW_BODY);
-  route->max_body = max_file / 3 * 4 + 64 * 1024;
+  route->max_body = MIN (max_file, (size_t)BASE64_MAX_FILE) / 3 * 4 + 64 * 1024;
 }

@@ -2,6 +2,7 @@
 // unknown routes and methods, CORS preflights, request ids, /health and /ready.
 
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
@@ -151,7 +152,10 @@ describe('CORS', () => {
   const origin = 'http://web-client.example.test:3000';
 
   test('a preflight is answered 204 with the allow headers', async () => {
-    for (const [path, method] of [['/api/v1/auth/register', 'POST'], ['/api/v1/auth/me', 'GET']]) {
+    // The web client's upload PUT goes to upload_url on the gateway, from another origin too.
+    const uploadPath = `/api/v1/media/${crypto.randomUUID()}/content?expires=1&signature=x`;
+    for (const [path, method] of [['/api/v1/auth/register', 'POST'], ['/api/v1/auth/me', 'GET'],
+      ['/api/v1/posts', 'POST'], ['/api/v1/feed', 'GET'], [uploadPath, 'PUT']]) {
       const res = await api.options(path, {
         headers: {
           Origin: origin,
