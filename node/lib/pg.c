@@ -193,6 +193,15 @@ gn_pg_exec (PGconn *conn, GError **error, const char *sql, int n_params, const c
   return check_result (conn, PQexecPrepared (conn, name, n_params, params, NULL, NULL, 0), error);
 }
 
+gboolean
+gn_pg_command (PGconn *conn, GError **error, const char *sql, int n_params,
+               const char *const *params)
+{
+  PGresult *res = gn_pg_exec (conn, error, sql, n_params, params);
+  PQclear (res);
+  return res != NULL;
+}
+
 static gboolean
 exec_simple (PGconn *conn, const char *sql, GError **error)
 {

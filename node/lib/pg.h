@@ -37,6 +37,10 @@ PGconn *gn_pg_connect (const char *dsn, GError **error);
 PGresult *gn_pg_exec (PGconn *conn, GError **error, const char *sql, int n_params,
                       const char *const *params);
 
+/* gn_pg_exec for statements whose result is not needed (BEGIN, UPDATE, ...). */
+gboolean gn_pg_command (PGconn *conn, GError **error, const char *sql, int n_params,
+                        const char *const *params);
+
 typedef struct {
   int version;      /* from the file name: 0001_users.sql -> 1 */
   const char *name; /* "0001_users.sql" */

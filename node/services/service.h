@@ -6,6 +6,7 @@
 #pragma once
 
 #include <glib.h>
+#include <libpq-fe.h>
 
 #include "config.h"
 #include "rpc.h"
@@ -32,3 +33,28 @@ extern const gn_service_module gn_media_module;
 
 /* Shared by the modules: runs the embedded migrations of `service` against database_url. */
 gboolean gn_service_migrate (const gn_service_env *env, const char *service, GError **error);
+
+/* Handler helpers for the services that own a PostgreSQL schema. */
+
+/* The calling worker's connection; NULL after failing the call UNAVAILABLE
+ * "database_unavailable". */
+PGconn *gn_service_db (gn_rpc_call *call, const char *database_url, grpc_status_code *code);
+/* Logs `error` and fails the call: UNAVAILABLE when the database connection is gone, otherwise
+ * INTERNAL with a generic message (the details stay in the log, never in an answer). */
+grpc_status_code gn_service_fail_internal (gn_rpc_call *call, const GError *error);
+/* ROLLBACK, whatever state the connection is in. */
+void gn_service_rollback (PGconn *conn);
+/* The HealthCheck answer: SERVING when the database answers and `check` (NULL, or a probe of
+ * another dependency such as storage) passes, else NOT_SERVING with the reason. */
+grpc_status_code gn_service_health (gn_rpc_call *call, const char *service,
+                                    const char *database_url,
+                                    gboolean (*check) (void *data, GError **error),
+                                    void *check_data, ProtobufCMessage **response);
+
+/* A job that runs every interval_s seconds on a thread of its own (sweeps, outbox retries),
+ * with the given log service name, until gn_periodic_stop wakes and joins it. */
+typedef struct gn_periodic gn_periodic;
+
+gn_periodic *gn_periodic_start (const char *thread_name, const char *log_service, int interval_s,
+                                void (*run) (void *data), void *data);
+void gn_periodic_stop (gn_periodic *periodic);

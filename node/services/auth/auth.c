@@ -23,7 +23,6 @@
 #include <sodium.h>
 
 #include "auth.pb-c.h"
-#include "common.pb-c.h"
 #include "log.h"
 #include "pg.h"
 
@@ -46,30 +45,7 @@ state_of (gn_rpc_call *call)
 static PGconn *
 conn_or_fail (gn_rpc_call *call, grpc_status_code *code)
 {
-  g_autoptr (GError) error = NULL;
-  PGconn *conn = gn_pg_thread_conn (state_of (call)->database_url, &error);
-  if (conn == NULL) {
-    gn_error ("%s", error->message);
-    *code = gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "database_unavailable",
-                              "the account database is unavailable");
-  }
-  return conn;
-}
-
-static grpc_status_code
-internal_error (gn_rpc_call *call, GError *error)
-{
-  gn_error ("%s", error->message);
-  if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_CONNECT))
-    return gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "database_unavailable",
-                             "the account database is unavailable");
-  return gn_rpc_call_fail (call, GRPC_STATUS_INTERNAL, "internal", "internal error");
-}
-
-static void
-rollback (PGconn *conn)
-{
-  PQclear (PQexec (conn, "ROLLBACK"));
+  return gn_service_db (call, state_of (call)->database_url, code);
 }
 
 /* --- input checks --------------------------------------------------------------------- */
@@ -291,7 +267,7 @@ handle_register (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMe
                                 " WHERE username = $1 OR lower(email) = lower($2)",
                                 2, taken_params);
   if (taken == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   if (PQntuples (taken) > 0) {
     gboolean name_taken = FALSE;
     for (int i = 0; i < PQntuples (taken); i++)
@@ -317,7 +293,7 @@ handle_register (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMe
   PGresult *res = NULL;
   PGresult *begin = gn_pg_exec (conn, &error, "BEGIN", 0, NULL);
   if (begin == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   PQclear (begin);
   res = gn_pg_exec (conn, &error,
                     "INSERT INTO auth.users (username, email, password_hash)"
@@ -339,7 +315,7 @@ handle_register (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMe
   return GRPC_STATUS_OK;
 
 fail:
-  rollback (conn);
+  gn_service_rollback (conn);
   if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_UNIQUE)) {
     if (strstr (error->message, "username") != NULL)
       return gn_rpc_call_fail (call, GRPC_STATUS_ALREADY_EXISTS, "username_taken",
@@ -348,7 +324,7 @@ fail:
       return gn_rpc_call_fail (call, GRPC_STATUS_ALREADY_EXISTS, "email_taken",
                                "an account with that e-mail address exists");
   }
-  return internal_error (call, error);
+  return gn_service_fail_internal (call, error);
 }
 
 static grpc_status_code
@@ -382,7 +358,7 @@ handle_login (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessa
                                     " WHERE username = lower($1)",
                                     1, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   if (PQntuples (res) == 0) {
     PQclear (res);
     return gn_rpc_call_fail (call, GRPC_STATUS_NOT_FOUND, "user_not_found",
@@ -418,7 +394,7 @@ handle_login (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessa
 
   if (!issue_session (call, conn, session->user->id, NULL, client_name (call, req->client_name),
                       session, &error))
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   *response = &session->base;
   return GRPC_STATUS_OK;
 }
@@ -467,7 +443,7 @@ handle_get_user_info (gn_rpc_call *call, const ProtobufCMessage *message,
   PGresult *res = gn_pg_exec (conn, &error, "SELECT " USER_COLUMNS " FROM auth.users WHERE id = $1",
                               1, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   if (PQntuples (res) == 0) {
     PQclear (res);
     return gn_rpc_call_fail (call, GRPC_STATUS_NOT_FOUND, "user_not_found",
@@ -521,7 +497,7 @@ handle_get_users_by_ids (gn_rpc_call *call, const ProtobufCMessage *message,
                               1, params);
   g_string_free (array, TRUE);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   int rows = PQntuples (res);
   out->users = gn_arena_alloc (arena, sizeof *out->users * (size_t)(rows > 0 ? rows : 1));
   for (int i = 0; i < rows; i++)
@@ -553,7 +529,7 @@ handle_get_user_by_username (gn_rpc_call *call, const ProtobufCMessage *message,
                               " FROM auth.users WHERE username = $1",
                               1, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   if (PQntuples (res) == 0) {
     PQclear (res);
     return gn_rpc_call_fail (call, GRPC_STATUS_NOT_FOUND, "user_not_found", "no such user");
@@ -585,7 +561,7 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
   const char *hash_params[] = { hash };
   PGresult *res = gn_pg_exec (conn, &error, "BEGIN", 0, NULL);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   PQclear (res);
 
   res = gn_pg_exec (conn, &error,
@@ -599,7 +575,7 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
     goto fail;
   if (PQntuples (res) == 0) {
     PQclear (res);
-    rollback (conn);
+    gn_service_rollback (conn);
     return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "invalid_refresh_token",
                              "the refresh token is not valid");
   }
@@ -611,7 +587,7 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
   PQclear (res);
 
   if (revoked) {
-    rollback (conn);
+    gn_service_rollback (conn);
     return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "refresh_token_revoked",
                              "this session has ended; log in again");
   }
@@ -634,7 +610,7 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
                              " for safety, log in again");
   }
   if (expired) {
-    rollback (conn);
+    gn_service_rollback (conn);
     return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "refresh_token_expired",
                              "the session has expired; log in again");
   }
@@ -664,8 +640,8 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
   return GRPC_STATUS_OK;
 
 fail:
-  rollback (conn);
-  return internal_error (call, error);
+  gn_service_rollback (conn);
+  return gn_service_fail_internal (call, error);
 }
 
 static grpc_status_code
@@ -696,7 +672,7 @@ handle_logout (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMess
                               " AND revoked_at IS NULL",
                               1, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   out->revoked = atoi (PQcmdTuples (res)) > 0;
   PQclear (res);
   return GRPC_STATUS_OK;
@@ -706,23 +682,7 @@ static grpc_status_code
 handle_health_check (gn_rpc_call *call, const ProtobufCMessage *message,
                      ProtobufCMessage **response)
 {
-  gn_arena *arena = gn_rpc_call_arena (call);
-  g_autoptr (GError) error = NULL;
-  Generia__Common__V1__HealthCheckResponse *out = gn_arena_alloc (arena, sizeof *out);
-  generia__common__v1__health_check_response__init (out);
-  out->service = "auth";
-  out->version = PACKAGE_VERSION;
-  out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-
-  PGconn *conn = gn_pg_thread_conn (state_of (call)->database_url, &error);
-  PGresult *res = conn != NULL ? gn_pg_exec (conn, &error, "SELECT 1", 0, NULL) : NULL;
-  if (res == NULL) {
-    out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-    out->detail = gn_arena_strdup (arena, error->message);
-  }
-  PQclear (res);
-  *response = &out->base;
-  return GRPC_STATUS_OK;
+  return gn_service_health (call, "auth", state_of (call)->database_url, NULL, NULL, response);
 }
 
 static const gn_rpc_method auth_methods[] = {

@@ -37,7 +37,6 @@
 #include <sodium.h>
 
 #include "cdn.pb-c.h"
-#include "common.pb-c.h"
 #include "log.h"
 #include "media.pb-c.h"
 #include "pg.h"
@@ -59,11 +58,7 @@ typedef struct {
   size_t max_upload_bytes;
   int upload_url_ttl_s;
 
-  GThread *sweeper;
-  GMutex lock;
-  GCond wake;
-  gboolean stopping;
-  int sweep_interval_s;
+  gn_periodic *sweeper;
 } media_state;
 
 static media_state *
@@ -75,38 +70,7 @@ state_of (gn_rpc_call *call)
 static PGconn *
 conn_or_fail (gn_rpc_call *call, grpc_status_code *code)
 {
-  g_autoptr (GError) error = NULL;
-  PGconn *conn = gn_pg_thread_conn (state_of (call)->database_url, &error);
-  if (conn == NULL) {
-    gn_error ("%s", error->message);
-    *code = gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "database_unavailable",
-                              "the media database is unavailable");
-  }
-  return conn;
-}
-
-static grpc_status_code
-internal_error (gn_rpc_call *call, GError *error)
-{
-  gn_error ("%s", error->message);
-  if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_CONNECT))
-    return gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "database_unavailable",
-                             "the media database is unavailable");
-  return gn_rpc_call_fail (call, GRPC_STATUS_INTERNAL, "internal", "internal error");
-}
-
-static gboolean
-exec_simple (PGconn *conn, const char *sql, GError **error)
-{
-  PGresult *res = gn_pg_exec (conn, error, sql, 0, NULL);
-  PQclear (res);
-  return res != NULL;
-}
-
-static void
-rollback (PGconn *conn)
-{
-  PQclear (PQexec (conn, "ROLLBACK"));
+  return gn_service_db (call, state_of (call)->database_url, code);
 }
 
 /* A PostgreSQL array literal of the well-formed UUIDs among ids, or NULL if there are none. */
@@ -237,14 +201,14 @@ fetch_media (gn_rpc_call *call, PGconn *conn, const char *id_array, const char *
   const char *params[] = { id_array, extra_param };
   PGresult *res = gn_pg_exec (conn, &error, sql, extra_param != NULL ? 2 : 1, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   int rows = PQntuples (res);
   Generia__Media__V1__Media **media = gn_arena_alloc (arena, sizeof *media * (size_t)(rows + 1));
   for (int i = 0; i < rows; i++)
     media[i] = media_from_row (arena, res, i);
   PQclear (res);
   if (!load_variants (arena, conn, media, (size_t)rows, &error))
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   *out = media;
   *n_out = (size_t)rows;
   return GRPC_STATUS_OK;
@@ -372,7 +336,7 @@ handle_create_upload_url (gn_rpc_call *call, const ProtobufCMessage *message,
                               " RETURNING id, extract(epoch FROM expires_at)::int8",
                               5, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   Generia__Media__V1__CreateUploadURLResponse *out = gn_arena_alloc (arena, sizeof *out);
   generia__media__v1__create_upload_urlresponse__init (out);
   out->media_id = gn_arena_strdup (arena, PQgetvalue (res, 0, 0));
@@ -556,7 +520,7 @@ record_variants (gn_rpc_call *call, PGconn *conn, const char *media_id, const ch
   g_snprintf (duration, sizeof duration, "%" G_GINT64_FORMAT, r->duration_ms);
   g_snprintf (grace, sizeof grace, "%d", IN_FLIGHT_GRACE_S);
 
-  if (!exec_simple (conn, "BEGIN", error))
+  if (!gn_pg_command (conn, error, "BEGIN", 0, NULL))
     return FALSE;
   PGresult *res;
   if (presigned) {
@@ -599,12 +563,12 @@ record_variants (gn_rpc_call *call, PGconn *conn, const char *media_id, const ch
       goto fail;
     PQclear (res);
   }
-  if (!exec_simple (conn, "COMMIT", error))
+  if (!gn_pg_command (conn, error, "COMMIT", 0, NULL))
     goto fail;
   return TRUE;
 
 fail:
-  rollback (conn);
+  gn_service_rollback (conn);
   return FALSE;
 }
 
@@ -685,7 +649,7 @@ claim_presigned (gn_rpc_call *call, PGconn *conn, const Generia__Media__V1__Uplo
                               " RETURNING user_id, declared_size",
                               1, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   if (PQntuples (res) == 0) {
     PQclear (res);
     return gn_rpc_call_fail (call, GRPC_STATUS_FAILED_PRECONDITION, "upload_not_pending",
@@ -755,7 +719,7 @@ handle_upload (gn_rpc_call *call, gn_rpc_reader *reader, ProtobufCMessage **resp
   if ((code = make_variants (call, &job)) != GRPC_STATUS_OK)
     goto fail;
   if (!record_variants (call, conn, media_id, user_id, filename, presigned, &job, &error)) {
-    code = internal_error (call, error);
+    code = gn_service_fail_internal (call, error);
     goto fail;
   }
   recorded = TRUE;
@@ -781,7 +745,7 @@ handle_upload (gn_rpc_call *call, gn_rpc_reader *reader, ProtobufCMessage **resp
                                           " WHERE id = $1 AND state = 'storing'",
                                           1, params);
   if (res == NULL) {
-    code = internal_error (call, error);
+    code = gn_service_fail_internal (call, error);
     goto fail_stored;
   }
   PQclear (res);
@@ -836,14 +800,14 @@ handle_confirm_upload (gn_rpc_call *call, const ProtobufCMessage *message,
                               " RETURNING id",
                               2, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   int confirmed = PQntuples (res);
   PQclear (res);
   if (confirmed == 0) {
     res = gn_pg_exec (conn, &error, "SELECT state FROM media.media WHERE id = $1 AND user_id = $2",
                       2, params);
     if (res == NULL)
-      return internal_error (call, error);
+      return gn_service_fail_internal (call, error);
     gboolean mine = PQntuples (res) > 0;
     PQclear (res);
     if (!mine)
@@ -953,8 +917,8 @@ handle_attach_media (gn_rpc_call *call, const ProtobufCMessage *message,
     return code;
 
   const char *params[] = { array, gn_rpc_call_user_id (call), req->post_id };
-  if (!exec_simple (conn, "BEGIN", &error))
-    return internal_error (call, error);
+  if (!gn_pg_command (conn, &error, "BEGIN", 0, NULL))
+    return gn_service_fail_internal (call, error);
   /* Lock the rows, then judge every one: all or nothing. */
   PGresult *res = gn_pg_exec (conn, &error,
                               "SELECT id, user_id::text = $2, state, coalesce(post_id::text, '')"
@@ -970,20 +934,20 @@ handle_attach_media (gn_rpc_call *call, const ProtobufCMessage *message,
         row = r;
     if (row < 0 || PQgetvalue (res, row, 1)[0] != 't') {
       PQclear (res);
-      rollback (conn);
+      gn_service_rollback (conn);
       return gn_rpc_call_fail (call, GRPC_STATUS_PERMISSION_DENIED, "media_not_yours",
                                "media %s is not one of your uploads", req->media_ids[i]);
     }
     if (strcmp (PQgetvalue (res, row, 2), "confirmed") != 0) {
       PQclear (res);
-      rollback (conn);
+      gn_service_rollback (conn);
       return gn_rpc_call_fail (call, GRPC_STATUS_FAILED_PRECONDITION, "media_not_confirmed",
                                "media %s is not a confirmed upload", req->media_ids[i]);
     }
     const char *post = PQgetvalue (res, row, 3);
     if (post[0] != '\0' && strcmp (post, req->post_id) != 0) {
       PQclear (res);
-      rollback (conn);
+      gn_service_rollback (conn);
       return gn_rpc_call_fail (call, GRPC_STATUS_FAILED_PRECONDITION, "media_in_use",
                                "media %s already belongs to another post", req->media_ids[i]);
     }
@@ -997,7 +961,7 @@ handle_attach_media (gn_rpc_call *call, const ProtobufCMessage *message,
     goto fail;
   int attached = atoi (PQcmdTuples (res));
   PQclear (res);
-  if (!exec_simple (conn, "COMMIT", &error))
+  if (!gn_pg_command (conn, &error, "COMMIT", 0, NULL))
     goto fail;
   Generia__Media__V1__AttachMediaResponse *out = gn_arena_alloc (arena, sizeof *out);
   generia__media__v1__attach_media_response__init (out);
@@ -1006,8 +970,8 @@ handle_attach_media (gn_rpc_call *call, const ProtobufCMessage *message,
   return GRPC_STATUS_OK;
 
 fail:
-  rollback (conn);
-  return internal_error (call, error);
+  gn_service_rollback (conn);
+  return gn_service_fail_internal (call, error);
 }
 
 /* --- DeleteMedia ------------------------------------------------------------------------ */
@@ -1042,7 +1006,7 @@ handle_delete_media (gn_rpc_call *call, const ProtobufCMessage *message,
                               " WHERE id = ANY($1::uuid[]) AND user_id::text <> $2",
                               2, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   gboolean others = atoi (PQgetvalue (res, 0, 0)) > 0;
   PQclear (res);
   if (others)
@@ -1053,7 +1017,7 @@ handle_delete_media (gn_rpc_call *call, const ProtobufCMessage *message,
                     " WHERE id = ANY($1::uuid[]) AND user_id = $2 RETURNING id",
                     2, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   g_autoptr (GPtrArray) keys = g_ptr_array_new_with_free_func (g_free);
   for (int i = 0; i < PQntuples (res); i++) {
     g_autoptr (GError) remove_error = NULL;
@@ -1070,27 +1034,19 @@ handle_delete_media (gn_rpc_call *call, const ProtobufCMessage *message,
 
 /* --- HealthCheck ------------------------------------------------------------------------ */
 
+static gboolean
+storage_answers (void *data, GError **error)
+{
+  return gn_storage_check (data, error);
+}
+
 static grpc_status_code
 handle_health_check (gn_rpc_call *call, const ProtobufCMessage *message,
                      ProtobufCMessage **response)
 {
-  gn_arena *arena = gn_rpc_call_arena (call);
-  g_autoptr (GError) error = NULL;
-  Generia__Common__V1__HealthCheckResponse *out = gn_arena_alloc (arena, sizeof *out);
-  generia__common__v1__health_check_response__init (out);
-  out->service = "media";
-  out->version = PACKAGE_VERSION;
-  out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-
-  PGconn *conn = gn_pg_thread_conn (state_of (call)->database_url, &error);
-  PGresult *res = conn != NULL ? gn_pg_exec (conn, &error, "SELECT 1", 0, NULL) : NULL;
-  PQclear (res);
-  if (res == NULL || !gn_storage_check (state_of (call)->storage, &error)) {
-    out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-    out->detail = gn_arena_strdup (arena, error->message);
-  }
-  *response = &out->base;
-  return GRPC_STATUS_OK;
+  media_state *state = state_of (call);
+  return gn_service_health (call, "media", state->database_url, storage_answers, state->storage,
+                            response);
 }
 
 /* --- the sweep -------------------------------------------------------------------------- */
@@ -1131,29 +1087,15 @@ sweep_once (media_state *state, GError **error)
   return removed;
 }
 
-static gpointer
-sweeper_main (gpointer data)
+static void
+sweep (void *data)
 {
-  media_state *state = data;
-  gn_log_set_service ("media");
-  g_mutex_lock (&state->lock);
-  while (!state->stopping) {
-    gint64 until = g_get_monotonic_time () + (gint64)state->sweep_interval_s * G_USEC_PER_SEC;
-    while (!state->stopping && g_cond_wait_until (&state->wake, &state->lock, until))
-      ;
-    if (state->stopping)
-      break;
-    g_mutex_unlock (&state->lock);
-    g_autoptr (GError) error = NULL;
-    int removed = sweep_once (state, &error);
-    if (removed < 0)
-      gn_warn ("sweep failed: %s", error->message);
-    else if (removed > 0)
-      gn_info ("sweep removed %d expired or abandoned uploads", removed);
-    g_mutex_lock (&state->lock);
-  }
-  g_mutex_unlock (&state->lock);
-  return NULL;
+  g_autoptr (GError) error = NULL;
+  int removed = sweep_once (data, &error);
+  if (removed < 0)
+    gn_warn ("sweep failed: %s", error->message);
+  else if (removed > 0)
+    gn_info ("sweep removed %d expired or abandoned uploads", removed);
 }
 
 /* --- module ----------------------------------------------------------------------------- */
@@ -1179,15 +1121,7 @@ media_migrate (const gn_service_env *env, GError **error)
 static void
 media_state_free (media_state *state)
 {
-  if (state->sweeper != NULL) {
-    g_mutex_lock (&state->lock);
-    state->stopping = TRUE;
-    g_cond_signal (&state->wake);
-    g_mutex_unlock (&state->lock);
-    g_thread_join (state->sweeper);
-  }
-  g_mutex_clear (&state->lock);
-  g_cond_clear (&state->wake);
+  gn_periodic_stop (state->sweeper);
   gn_storage_free (state->storage);
   sodium_memzero (&state->upload_key, sizeof state->upload_key);
   g_free (state->database_url);
@@ -1203,14 +1137,11 @@ media_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
   if (!gn_media_init (error))
     return FALSE;
   media_state *state = g_new0 (media_state, 1);
-  g_mutex_init (&state->lock);
-  g_cond_init (&state->wake);
   state->database_url = g_strdup (env->database_url);
   state->cdn_address = g_strdup (config->service_address[GN_SERVICE_CDN]);
   state->spool_dir = g_strdup (config->media_spool_dir);
   state->max_upload_bytes = config->media_max_upload_bytes;
   state->upload_url_ttl_s = config->media_upload_url_ttl_s;
-  state->sweep_interval_s = config->media_sweep_interval_s;
   gn_media_limits_init (&state->limits);
   state->limits.max_pixels = (int64_t)config->media_max_pixels;
   state->limits.max_video_ms = (int64_t)config->media_max_video_seconds * 1000;
@@ -1226,7 +1157,8 @@ media_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
   state->storage = gn_storage_new_from_config (config, error);
   if (state->storage == NULL)
     goto fail;
-  state->sweeper = g_thread_new ("media-sweep", sweeper_main, state);
+  state->sweeper
+      = gn_periodic_start ("media-sweep", "media", config->media_sweep_interval_s, sweep, state);
 
   service->descriptor = &generia__media__v1__media_service__descriptor;
   service->methods = media_methods;

@@ -83,12 +83,8 @@ typedef struct {
   char *media_address;
   const gn_token_key *token_key;
 
-  /* The outbox retry loop. */
-  GThread *retrier;
-  GMutex lock;
-  GCond wake;
-  gboolean stopping;
   int retry_interval_s;
+  gn_periodic *retrier; /* the outbox retry loop */
 } post_state;
 
 static post_state *
@@ -97,50 +93,10 @@ state_of (gn_rpc_call *call)
   return gn_rpc_call_service_data (call);
 }
 
-static grpc_status_code
-database_unavailable (gn_rpc_call *call)
-{
-  return gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "database_unavailable",
-                           "the post database is unavailable");
-}
-
 static PGconn *
 conn_or_fail (gn_rpc_call *call, grpc_status_code *code)
 {
-  g_autoptr (GError) error = NULL;
-  PGconn *conn = gn_pg_thread_conn (state_of (call)->database_url, &error);
-  if (conn == NULL) {
-    gn_error ("%s", error->message);
-    *code = database_unavailable (call);
-  }
-  return conn;
-}
-
-static grpc_status_code
-internal_error (gn_rpc_call *call, GError *error)
-{
-  gn_error ("%s", error->message);
-  if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_CONNECT))
-    return database_unavailable (call);
-  return gn_rpc_call_fail (call, GRPC_STATUS_INTERNAL, "internal", "internal error");
-}
-
-/* gn_pg_exec for statements whose result is not needed. */
-static gboolean
-exec_command (PGconn *conn, GError **error, const char *sql, int n_params,
-              const char *const *params)
-{
-  PGresult *res = gn_pg_exec (conn, error, sql, n_params, params);
-  if (res == NULL)
-    return FALSE;
-  PQclear (res);
-  return TRUE;
-}
-
-static void
-rollback (PGconn *conn)
-{
-  PQclear (PQexec (conn, "ROLLBACK"));
+  return gn_service_db (call, state_of (call)->database_url, code);
 }
 
 static gboolean
@@ -422,8 +378,8 @@ outbox_done (PGconn *conn, const char *post_id)
 {
   g_autoptr (GError) error = NULL;
   const char *params[] = { post_id };
-  if (!exec_command (conn, &error, "DELETE FROM post.media_deletions WHERE post_id = $1", 1,
-                     params))
+  if (!gn_pg_command (conn, &error, "DELETE FROM post.media_deletions WHERE post_id = $1", 1,
+                      params))
     gn_warn ("media of post %s deleted, but its outbox row stays (retried harmlessly): %s", post_id,
              error->message);
 }
@@ -479,29 +435,15 @@ retry_media_deletions (post_state *state, GError **error)
   return done;
 }
 
-static gpointer
-retrier_main (gpointer data)
+static void
+retry (void *data)
 {
-  post_state *state = data;
-  gn_log_set_service ("post");
-  g_mutex_lock (&state->lock);
-  while (!state->stopping) {
-    gint64 until = g_get_monotonic_time () + (gint64)state->retry_interval_s * G_USEC_PER_SEC;
-    while (!state->stopping && g_cond_wait_until (&state->wake, &state->lock, until))
-      ;
-    if (state->stopping)
-      break;
-    g_mutex_unlock (&state->lock);
-    g_autoptr (GError) error = NULL;
-    int done = retry_media_deletions (state, &error);
-    if (done < 0)
-      gn_warn ("retrying media deletions failed: %s", error->message);
-    else if (done > 0)
-      gn_info ("deleted the media of %d deleted posts on retry", done);
-    g_mutex_lock (&state->lock);
-  }
-  g_mutex_unlock (&state->lock);
-  return NULL;
+  g_autoptr (GError) error = NULL;
+  int done = retry_media_deletions (data, &error);
+  if (done < 0)
+    gn_warn ("retrying media deletions failed: %s", error->message);
+  else if (done > 0)
+    gn_info ("deleted the media of %d deleted posts on retry", done);
 }
 
 /* --- handlers -------------------------------------------------------------------------- */
@@ -529,9 +471,9 @@ handle_create_post (gn_rpc_call *call, const ProtobufCMessage *message, Protobuf
     return code;
   caption_tags tags = { 0 };
   caption_tags_parse (req->caption, &tags);
-  if (!exec_command (conn, &error, "BEGIN", 0, NULL)) {
+  if (!gn_pg_command (conn, &error, "BEGIN", 0, NULL)) {
     caption_tags_clear (&tags);
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   }
 
   const char *params[] = { caller, req->caption, joined_ids, tags.hashtags, tags.mentions };
@@ -555,11 +497,11 @@ handle_create_post (gn_rpc_call *call, const ProtobufCMessage *message, Protobuf
                     5, params);
   caption_tags_clear (&tags);
   if (res == NULL) {
-    rollback (conn);
+    gn_service_rollback (conn);
     if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_UNIQUE))
       return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_media",
                                "a photo or video of this post belongs to another post");
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   }
   Generia__Post__V1__CreatePostResponse *out = gn_arena_alloc (arena, sizeof *out);
   generia__post__v1__create_post_response__init (out);
@@ -572,7 +514,7 @@ handle_create_post (gn_rpc_call *call, const ProtobufCMessage *message, Protobuf
   attach.n_media_ids = req->n_media_ids;
   gn_rpc_status status;
   if (call_media (call, "AttachMedia", &attach.base, &status) != GRPC_STATUS_OK) {
-    rollback (conn);
+    gn_service_rollback (conn);
     return media_refusal (call, "AttachMedia", &status);
   }
   /* Stamped now, as late as possible: the key then names (almost) the moment the post
@@ -584,16 +526,16 @@ handle_create_post (gn_rpc_call *call, const ProtobufCMessage *message, Protobuf
                     " RETURNING (extract(epoch FROM created_at) * 1000000)::int8",
                     1, stamp_params);
   if (res == NULL) {
-    rollback (conn);
+    gn_service_rollback (conn);
     gn_warn ("post %s not created, but media %s were attached to it", out->post_id, joined_ids);
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   }
   out->created_at_us = g_ascii_strtoll (PQgetvalue (res, 0, 0), NULL, 10);
   PQclear (res);
-  if (!exec_command (conn, &error, "COMMIT", 0, NULL)) {
-    rollback (conn);
+  if (!gn_pg_command (conn, &error, "COMMIT", 0, NULL)) {
+    gn_service_rollback (conn);
     gn_warn ("post %s not created, but media %s were attached to it", out->post_id, joined_ids);
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   }
   gn_info ("post %s created by %s with %zu media", out->post_id, caller, req->n_media_ids);
   *response = &out->base;
@@ -616,7 +558,7 @@ handle_get_post (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMe
   PGresult *res = gn_pg_exec (
       conn, &error, "SELECT " POST_COLUMNS " FROM post.posts p WHERE p.id = $1", 1, params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   if (PQntuples (res) == 0) {
     PQclear (res);
     return post_not_found (call);
@@ -668,7 +610,7 @@ handle_get_posts_by_ids (gn_rpc_call *call, const ProtobufCMessage *message,
                     1, params);
   g_string_free (asked, TRUE);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   int rows = PQntuples (res);
   out->posts = gn_arena_alloc (arena, sizeof *out->posts * (size_t)MAX (rows, 1));
   for (int i = 0; i < rows; i++)
@@ -714,7 +656,7 @@ handle_get_user_posts (gn_rpc_call *call, const ProtobufCMessage *message,
                       3, params);
   }
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   Generia__Post__V1__PostPage *out = page_new (arena);
   page_from_rows (arena, res, &page, out);
   PQclear (res);
@@ -723,7 +665,7 @@ handle_get_user_posts (gn_rpc_call *call, const ProtobufCMessage *message,
   res = gn_pg_exec (conn, &error, "SELECT count(*) FROM post.posts WHERE user_id = $1", 1,
                     count_params);
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   out->total = g_ascii_strtoll (PQgetvalue (res, 0, 0), NULL, 10);
   PQclear (res);
   *response = &out->base;
@@ -761,7 +703,7 @@ handle_get_global_feed (gn_rpc_call *call, const ProtobufCMessage *message,
                       2, params);
   }
   if (res == NULL)
-    return internal_error (call, error);
+    return gn_service_fail_internal (call, error);
   /* total stays 0: counting every post per page would cost a full scan; has_more suffices. */
   Generia__Post__V1__PostPage *out = page_new (arena);
   page_from_rows (arena, res, &page, out);
@@ -786,7 +728,7 @@ lock_own_post (gn_rpc_call *call, PGconn *conn, const char *post_id, char **medi
                               " FROM post.posts p WHERE p.id = $1 FOR UPDATE",
                               1, params);
   if (res == NULL)
-    return internal_error (call, *error);
+    return gn_service_fail_internal (call, *error);
   if (PQntuples (res) == 0) {
     PQclear (res);
     return post_not_found (call);
@@ -815,24 +757,24 @@ handle_delete_post (gn_rpc_call *call, const ProtobufCMessage *message, Protobuf
   PGconn *conn = conn_or_fail (call, &code);
   if (conn == NULL)
     return code;
-  if (!exec_command (conn, &error, "BEGIN", 0, NULL))
-    return internal_error (call, error);
+  if (!gn_pg_command (conn, &error, "BEGIN", 0, NULL))
+    return gn_service_fail_internal (call, error);
   char *media_ids = NULL;
   if ((code = lock_own_post (call, conn, req->post_id, &media_ids, &error)) != GRPC_STATUS_OK) {
-    rollback (conn);
+    gn_service_rollback (conn);
     return code;
   }
   const char *params[] = { req->post_id };
   const char *outbox_params[] = { req->post_id, gn_rpc_call_user_id (call), media_ids };
-  if (!exec_command (conn, &error, "DELETE FROM post.posts WHERE id = $1", 1, params)
+  if (!gn_pg_command (conn, &error, "DELETE FROM post.posts WHERE id = $1", 1, params)
       || (media_ids[0] != '\0'
-          && !exec_command (conn, &error,
-                            "INSERT INTO post.media_deletions (post_id, user_id, media_ids)"
-                            " VALUES ($1, $2, $3)",
-                            3, outbox_params))
-      || !exec_command (conn, &error, "COMMIT", 0, NULL)) {
-    rollback (conn);
-    return internal_error (call, error);
+          && !gn_pg_command (conn, &error,
+                             "INSERT INTO post.media_deletions (post_id, user_id, media_ids)"
+                             " VALUES ($1, $2, $3)",
+                             3, outbox_params))
+      || !gn_pg_command (conn, &error, "COMMIT", 0, NULL)) {
+    gn_service_rollback (conn);
+    return gn_service_fail_internal (call, error);
   }
   gn_info ("post %s deleted by its author", req->post_id);
 
@@ -872,10 +814,10 @@ handle_edit_caption (gn_rpc_call *call, const ProtobufCMessage *message,
   PGconn *conn = conn_or_fail (call, &code);
   if (conn == NULL)
     return code;
-  if (!exec_command (conn, &error, "BEGIN", 0, NULL))
-    return internal_error (call, error);
+  if (!gn_pg_command (conn, &error, "BEGIN", 0, NULL))
+    return gn_service_fail_internal (call, error);
   if ((code = lock_own_post (call, conn, req->post_id, NULL, &error)) != GRPC_STATUS_OK) {
-    rollback (conn);
+    gn_service_rollback (conn);
     return code;
   }
 
@@ -883,23 +825,23 @@ handle_edit_caption (gn_rpc_call *call, const ProtobufCMessage *message,
    * cannot delete and re-insert the same primary key in one statement. */
   caption_tags_parse (req->caption, &tags);
   const char *edit_params[] = { req->post_id, req->caption };
-  if (!exec_command (conn, &error,
-                     "WITH old_tags AS (DELETE FROM post.hashtags WHERE post_id = $1),"
-                     " old_names AS (DELETE FROM post.mentions WHERE post_id = $1)"
-                     " UPDATE post.posts SET caption = $2, updated_at = clock_timestamp()"
-                     " WHERE id = $1",
-                     2, edit_params))
+  if (!gn_pg_command (conn, &error,
+                      "WITH old_tags AS (DELETE FROM post.hashtags WHERE post_id = $1),"
+                      " old_names AS (DELETE FROM post.mentions WHERE post_id = $1)"
+                      " UPDATE post.posts SET caption = $2, updated_at = clock_timestamp()"
+                      " WHERE id = $1",
+                      2, edit_params))
     goto fail;
   const char *tag_params[] = { req->post_id, tags.hashtags, tags.mentions };
-  if (!exec_command (conn, &error,
-                     "WITH tags AS ("
-                     "  INSERT INTO post.hashtags (post_id, tag, position)"
-                     "  SELECT $1::uuid, t.tag, (t.n - 1)::smallint"
-                     "  FROM unnest(string_to_array($2, ' ')) WITH ORDINALITY t(tag, n))"
-                     " INSERT INTO post.mentions (post_id, username, position)"
-                     " SELECT $1::uuid, u.name, (u.n - 1)::smallint"
-                     " FROM unnest(string_to_array($3, ' ')) WITH ORDINALITY u(name, n)",
-                     3, tag_params))
+  if (!gn_pg_command (conn, &error,
+                      "WITH tags AS ("
+                      "  INSERT INTO post.hashtags (post_id, tag, position)"
+                      "  SELECT $1::uuid, t.tag, (t.n - 1)::smallint"
+                      "  FROM unnest(string_to_array($2, ' ')) WITH ORDINALITY t(tag, n))"
+                      " INSERT INTO post.mentions (post_id, username, position)"
+                      " SELECT $1::uuid, u.name, (u.n - 1)::smallint"
+                      " FROM unnest(string_to_array($3, ' ')) WITH ORDINALITY u(name, n)",
+                      3, tag_params))
     goto fail;
   const char *post_params[] = { req->post_id };
   PGresult *res = gn_pg_exec (
@@ -908,39 +850,23 @@ handle_edit_caption (gn_rpc_call *call, const ProtobufCMessage *message,
     goto fail;
   Generia__Post__V1__Post *post = post_from_row (gn_rpc_call_arena (call), res, 0);
   PQclear (res);
-  if (!exec_command (conn, &error, "COMMIT", 0, NULL))
+  if (!gn_pg_command (conn, &error, "COMMIT", 0, NULL))
     goto fail;
   caption_tags_clear (&tags);
   *response = &post->base;
   return GRPC_STATUS_OK;
 
 fail:
-  rollback (conn);
+  gn_service_rollback (conn);
   caption_tags_clear (&tags);
-  return internal_error (call, error);
+  return gn_service_fail_internal (call, error);
 }
 
 static grpc_status_code
 handle_health_check (gn_rpc_call *call, const ProtobufCMessage *message,
                      ProtobufCMessage **response)
 {
-  gn_arena *arena = gn_rpc_call_arena (call);
-  g_autoptr (GError) error = NULL;
-  Generia__Common__V1__HealthCheckResponse *out = gn_arena_alloc (arena, sizeof *out);
-  generia__common__v1__health_check_response__init (out);
-  out->service = "post";
-  out->version = PACKAGE_VERSION;
-  out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-
-  PGconn *conn = gn_pg_thread_conn (state_of (call)->database_url, &error);
-  PGresult *res = conn != NULL ? gn_pg_exec (conn, &error, "SELECT 1", 0, NULL) : NULL;
-  if (res == NULL) {
-    out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-    out->detail = gn_arena_strdup (arena, error->message);
-  }
-  PQclear (res);
-  *response = &out->base;
-  return GRPC_STATUS_OK;
+  return gn_service_health (call, "post", state_of (call)->database_url, NULL, NULL, response);
 }
 
 static const gn_rpc_method post_methods[] = {
@@ -969,9 +895,7 @@ post_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
   state->media_address = g_strdup (env->config->service_address[GN_SERVICE_MEDIA]);
   state->token_key = env->token_key;
   state->retry_interval_s = env->config->media_sweep_interval_s;
-  g_mutex_init (&state->lock);
-  g_cond_init (&state->wake);
-  state->retrier = g_thread_new ("post-outbox", retrier_main, state);
+  state->retrier = gn_periodic_start ("post-outbox", "post", state->retry_interval_s, retry, state);
   service->descriptor = &generia__post__v1__post_service__descriptor;
   service->methods = post_methods;
   service->log_name = "post";
@@ -985,13 +909,7 @@ post_fini (gn_rpc_service *service)
   post_state *state = service->data;
   if (state == NULL)
     return;
-  g_mutex_lock (&state->lock);
-  state->stopping = TRUE;
-  g_cond_signal (&state->wake);
-  g_mutex_unlock (&state->lock);
-  g_thread_join (state->retrier);
-  g_mutex_clear (&state->lock);
-  g_cond_clear (&state->wake);
+  gn_periodic_stop (state->retrier);
   g_free (state->database_url);
   g_free (state->media_address);
   g_free (state);
