@@ -53,6 +53,23 @@ gn_gateway_call_options (gn_http_request *request, gn_rpc_call_options *options)
   options->authorization = request->user_id != NULL ? request->authorization : NULL;
 }
 
+gboolean
+gn_gateway_call (gn_http_request *request, gn_gateway_context *context, gn_service_id service,
+                 const ProtobufCServiceDescriptor *descriptor, const char *method,
+                 const ProtobufCMessage *req, ProtobufCMessage **response)
+{
+  gn_rpc_call_options options;
+  gn_rpc_status status;
+  gn_gateway_call_options (request, &options);
+  gn_rpc_unary (context->clients[service], descriptor, method, req, response, request->arena,
+                &options, &status);
+  if (status.code != GRPC_STATUS_OK) {
+    gn_gateway_respond_rpc_error (request, &status, gn_service_name (service));
+    return FALSE;
+  }
+  return TRUE;
+}
+
 JsonParser *
 gn_gateway_parse_object (gn_http_request *request, JsonObject **object)
 {

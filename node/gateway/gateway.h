@@ -34,6 +34,14 @@ void gn_gateway_add_media_routes (gn_router *router, gn_gateway_context *context
 
 /* Helpers shared by the route files. */
 
+/* One unary call to `service` on behalf of `request` (its request id, traceparent and bearer
+ * go along).  On failure answers the request with the HTTP form of the error and returns
+ * FALSE. */
+gboolean gn_gateway_call (gn_http_request *request, gn_gateway_context *context,
+                          gn_service_id service, const ProtobufCServiceDescriptor *descriptor,
+                          const char *method, const ProtobufCMessage *req,
+                          ProtobufCMessage **response);
+
 /* Options for a call made on behalf of `request`: its request id, traceparent and bearer. */
 void gn_gateway_call_options (gn_http_request *request, gn_rpc_call_options *options);
 /* Parses the body as a JSON object; answers 400 (invalid_json / invalid_request) and returns

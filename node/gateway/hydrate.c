@@ -12,7 +12,6 @@
 
 #include "auth.pb-c.h"
 #include "cdn.pb-c.h"
-#include "errors.h"
 
 GHashTable *
 gn_gateway_sign_media (gn_http_request *request, gn_gateway_context *context,
@@ -31,15 +30,12 @@ gn_gateway_sign_media (gn_http_request *request, gn_gateway_context *context,
   Generia__Cdn__V1__GetSignedURLRequest req = GENERIA__CDN__V1__GET_SIGNED_URLREQUEST__INIT;
   req.storage_keys = (char **)keys->pdata;
   req.n_storage_keys = keys->len;
-  gn_rpc_call_options options;
-  gn_rpc_status status;
   ProtobufCMessage *response = NULL;
-  gn_gateway_call_options (request, &options);
-  gn_rpc_unary (context->clients[GN_SERVICE_CDN], &generia__cdn__v1__cdnservice__descriptor,
-                "GetSignedURL", &req.base, &response, request->arena, &options, &status);
+  gboolean ok = gn_gateway_call (request, context, GN_SERVICE_CDN,
+                                 &generia__cdn__v1__cdnservice__descriptor, "GetSignedURL",
+                                 &req.base, &response);
   g_ptr_array_free (keys, TRUE);
-  if (status.code != GRPC_STATUS_OK) {
-    gn_gateway_respond_rpc_error (request, &status, "cdn");
+  if (!ok) {
     g_hash_table_unref (urls);
     return NULL;
   }
@@ -108,11 +104,7 @@ static gboolean
 fetch_page_parts (gn_http_request *request, gn_gateway_context *context,
                   Generia__Post__V1__Post **posts, size_t n, page_parts *parts)
 {
-  gn_rpc_call_options options;
-  gn_rpc_status status;
   ProtobufCMessage *response = NULL;
-  gn_gateway_call_options (request, &options);
-
   GPtrArray *user_ids = g_ptr_array_new ();
   GPtrArray *media_ids = g_ptr_array_new ();
   for (size_t i = 0; i < n; i++) {
@@ -125,12 +117,12 @@ fetch_page_parts (gn_http_request *request, gn_gateway_context *context,
       = GENERIA__AUTH__V1__GET_USERS_BY_IDS_REQUEST__INIT;
   users_req.user_ids = (char **)user_ids->pdata;
   users_req.n_user_ids = user_ids->len;
-  gn_rpc_unary (context->clients[GN_SERVICE_AUTH], &generia__auth__v1__auth_service__descriptor,
-                "GetUsersByIds", &users_req.base, &response, request->arena, &options, &status);
+  gboolean ok = gn_gateway_call (request, context, GN_SERVICE_AUTH,
+                                 &generia__auth__v1__auth_service__descriptor, "GetUsersByIds",
+                                 &users_req.base, &response);
   g_ptr_array_free (user_ids, TRUE);
-  if (status.code != GRPC_STATUS_OK) {
+  if (!ok) {
     g_ptr_array_free (media_ids, TRUE);
-    gn_gateway_respond_rpc_error (request, &status, "auth");
     return FALSE;
   }
   parts->users = (void *)response;
@@ -139,13 +131,12 @@ fetch_page_parts (gn_http_request *request, gn_gateway_context *context,
       = GENERIA__MEDIA__V1__GET_MEDIA_BY_IDS_REQUEST__INIT;
   media_req.media_ids = (char **)media_ids->pdata;
   media_req.n_media_ids = media_ids->len;
-  gn_rpc_unary (context->clients[GN_SERVICE_MEDIA], &generia__media__v1__media_service__descriptor,
-                "GetMediaByIds", &media_req.base, &response, request->arena, &options, &status);
+  ok = gn_gateway_call (request, context, GN_SERVICE_MEDIA,
+                        &generia__media__v1__media_service__descriptor, "GetMediaByIds",
+                        &media_req.base, &response);
   g_ptr_array_free (media_ids, TRUE);
-  if (status.code != GRPC_STATUS_OK) {
-    gn_gateway_respond_rpc_error (request, &status, "media");
+  if (!ok)
     return FALSE;
-  }
   parts->media = (void *)response;
   parts->urls
       = gn_gateway_sign_media (request, context, parts->media->media, parts->media->n_media);

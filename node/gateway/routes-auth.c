@@ -2,7 +2,7 @@
  *
  * Each route validates the JSON shape (types, presence) and leaves the rules about values
  * (username syntax, password length, ...) to the auth service, which owns them; its status and
- * reason come back through gn_gateway_respond_rpc_error, so both layers speak one error
+ * reason come back through gn_gateway_call (errors.c), so both layers speak one error
  * vocabulary. */
 #include "gateway.h"
 
@@ -64,21 +64,12 @@ respond_session (gn_http_request *request, int status, const Generia__Auth__V1__
   gn_gateway_respond_builder (request, status, builder);
 }
 
-/* Calls the auth service; on failure answers the HTTP error and returns FALSE. */
 static gboolean
 call_auth (gn_http_request *request, gn_gateway_context *context, const char *method,
            const ProtobufCMessage *req, ProtobufCMessage **response)
 {
-  gn_rpc_call_options options;
-  gn_rpc_status status;
-  gn_gateway_call_options (request, &options);
-  gn_rpc_unary (context->clients[GN_SERVICE_AUTH], &generia__auth__v1__auth_service__descriptor,
-                method, req, response, request->arena, &options, &status);
-  if (status.code != GRPC_STATUS_OK) {
-    gn_gateway_respond_rpc_error (request, &status, "auth");
-    return FALSE;
-  }
-  return TRUE;
+  return gn_gateway_call (request, context, GN_SERVICE_AUTH,
+                          &generia__auth__v1__auth_service__descriptor, method, req, response);
 }
 
 static const char *

@@ -155,16 +155,8 @@ static gboolean
 call_media (gn_http_request *request, gn_gateway_context *context, const char *method,
             const ProtobufCMessage *req, ProtobufCMessage **response)
 {
-  gn_rpc_call_options options;
-  gn_rpc_status status;
-  gn_gateway_call_options (request, &options);
-  gn_rpc_unary (context->clients[GN_SERVICE_MEDIA], &generia__media__v1__media_service__descriptor,
-                method, req, response, request->arena, &options, &status);
-  if (status.code != GRPC_STATUS_OK) {
-    gn_gateway_respond_rpc_error (request, &status, "media");
-    return FALSE;
-  }
-  return TRUE;
+  return gn_gateway_call (request, context, GN_SERVICE_MEDIA,
+                          &generia__media__v1__media_service__descriptor, method, req, response);
 }
 
 static void

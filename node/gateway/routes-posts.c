@@ -8,28 +8,18 @@
 
 #include <string.h>
 
-#include "errors.h"
 #include "hydrate.h"
 #include "post.pb-c.h"
 
 #define DEFAULT_PAGE 20
 #define MAX_PAGE 100
 
-/* Calls the post service; on failure answers the HTTP error and returns FALSE. */
 static gboolean
 call_post (gn_http_request *request, gn_gateway_context *context, const char *method,
            const ProtobufCMessage *req, ProtobufCMessage **response)
 {
-  gn_rpc_call_options options;
-  gn_rpc_status status;
-  gn_gateway_call_options (request, &options);
-  gn_rpc_unary (context->clients[GN_SERVICE_POST], &generia__post__v1__post_service__descriptor,
-                method, req, response, request->arena, &options, &status);
-  if (status.code != GRPC_STATUS_OK) {
-    gn_gateway_respond_rpc_error (request, &status, "post");
-    return FALSE;
-  }
-  return TRUE;
+  return gn_gateway_call (request, context, GN_SERVICE_POST,
+                          &generia__post__v1__post_service__descriptor, method, req, response);
 }
 
 /* ?limit=&offset=&cursor= into a PageRequest; answers 400 and returns FALSE when malformed. */
