@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "auth.pb-c.h"
-#include "errors.h"
 
 /* Credentials and tokens are small; 64 KiB leaves room and refuses junk early. */
 #define AUTH_MAX_BODY (64 * 1024)
