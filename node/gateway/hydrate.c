@@ -12,6 +12,7 @@
 
 #include "auth.pb-c.h"
 #include "cdn.pb-c.h"
+#include "errors.h"
 
 GHashTable *
 gn_gateway_sign_media (gn_http_request *request, gn_gateway_context *context,
@@ -99,12 +100,11 @@ typedef struct {
   GHashTable *urls;
 } page_parts;
 
-/* The three batched calls of a page. */
+/* The three batched calls of a page: users and media at once, then the URLs of the media. */
 static gboolean
 fetch_page_parts (gn_http_request *request, gn_gateway_context *context,
                   Generia__Post__V1__Post **posts, size_t n, page_parts *parts)
 {
-  ProtobufCMessage *response = NULL;
   GPtrArray *user_ids = g_ptr_array_new ();
   GPtrArray *media_ids = g_ptr_array_new ();
   for (size_t i = 0; i < n; i++) {
@@ -113,31 +113,39 @@ fetch_page_parts (gn_http_request *request, gn_gateway_context *context,
       g_ptr_array_add (media_ids, posts[i]->media_ids[m]);
   }
 
+  gn_rpc_call_options options;
+  gn_gateway_call_options (request, &options);
   Generia__Auth__V1__GetUsersByIdsRequest users_req
       = GENERIA__AUTH__V1__GET_USERS_BY_IDS_REQUEST__INIT;
   users_req.user_ids = (char **)user_ids->pdata;
   users_req.n_user_ids = user_ids->len;
-  gboolean ok = gn_gateway_call (request, context, GN_SERVICE_AUTH,
-                                 &generia__auth__v1__auth_service__descriptor, "GetUsersByIds",
-                                 &users_req.base, &response);
-  g_ptr_array_free (user_ids, TRUE);
-  if (!ok) {
-    g_ptr_array_free (media_ids, TRUE);
-    return FALSE;
-  }
-  parts->users = (void *)response;
-
   Generia__Media__V1__GetMediaByIdsRequest media_req
       = GENERIA__MEDIA__V1__GET_MEDIA_BY_IDS_REQUEST__INIT;
   media_req.media_ids = (char **)media_ids->pdata;
   media_req.n_media_ids = media_ids->len;
-  ok = gn_gateway_call (request, context, GN_SERVICE_MEDIA,
-                        &generia__media__v1__media_service__descriptor, "GetMediaByIds",
-                        &media_req.base, &response);
+  gn_rpc_pending *users_call = gn_rpc_unary_start (context->clients[GN_SERVICE_AUTH],
+                                                   &generia__auth__v1__auth_service__descriptor,
+                                                   "GetUsersByIds", &users_req.base, &options);
+  gn_rpc_pending *media_call = gn_rpc_unary_start (context->clients[GN_SERVICE_MEDIA],
+                                                   &generia__media__v1__media_service__descriptor,
+                                                   "GetMediaByIds", &media_req.base, &options);
+
+  ProtobufCMessage *users = NULL, *media = NULL;
+  gn_rpc_status users_status, media_status;
+  gn_rpc_unary_finish (users_call, &users, request->arena, &users_status);
+  gn_rpc_unary_finish (media_call, &media, request->arena, &media_status);
+  g_ptr_array_free (user_ids, TRUE);
   g_ptr_array_free (media_ids, TRUE);
-  if (!ok)
+  if (users_status.code != GRPC_STATUS_OK) {
+    gn_gateway_respond_rpc_error (request, &users_status, "auth");
     return FALSE;
-  parts->media = (void *)response;
+  }
+  if (media_status.code != GRPC_STATUS_OK) {
+    gn_gateway_respond_rpc_error (request, &media_status, "media");
+    return FALSE;
+  }
+  parts->users = (void *)users;
+  parts->media = (void *)media;
   parts->urls
       = gn_gateway_sign_media (request, context, parts->media->media, parts->media->n_media);
   return parts->urls != NULL;

@@ -2,8 +2,8 @@
  * media and signed media URLs.
  *
  * A page of posts costs one batched call per service, whatever its length: Auth.GetUsersByIds
- * for the names, Media.GetMediaByIds for the media, CDN.GetSignedURL for every variant URL of
- * the page.  Never one call per post. */
+ * for the names and Media.GetMediaByIds for the media, both in flight at once, then
+ * CDN.GetSignedURL for every variant URL of the page.  Never one call per post. */
 #pragma once
 
 #include <json-glib/json-glib.h>

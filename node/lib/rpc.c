@@ -1388,103 +1388,149 @@ response_decode (gn_rpc_status *status, const gn_rpc_client *client,
                 client->target);
 }
 
+/* A unary call in flight: everything its one batch points at lives here until it is finished. */
+struct gn_rpc_pending {
+  gn_rpc_client *client;
+  const ProtobufCServiceDescriptor *service;
+  const ProtobufCMethodDescriptor *method;
+  gn_rpc_status refused; /* set when the call was refused before it existed (call == NULL) */
+  char *path;
+  grpc_slice path_slice;
+  grpc_completion_queue *cq; /* pluck, this call's only */
+  grpc_call *call;
+  grpc_metadata metadata[3];
+  size_t metadata_count;
+  grpc_metadata_array initial_metadata;
+  grpc_metadata_array trailing_metadata;
+  grpc_byte_buffer *request_payload;
+  grpc_byte_buffer *response_payload;
+  grpc_status_code code;
+  grpc_slice details;
+  const char *error_string;
+  grpc_op ops[6];
+};
+
+gn_rpc_pending *
+gn_rpc_unary_start (gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
+                    const char *method_name, const ProtobufCMessage *request,
+                    const gn_rpc_call_options *options)
+{
+  static const gn_rpc_call_options no_options = { 0 };
+  gn_rpc_pending *pending = g_new0 (gn_rpc_pending, 1);
+
+  g_return_val_if_fail (client != NULL && service != NULL && request != NULL, pending);
+  if (options == NULL)
+    options = &no_options;
+  pending->client = client;
+  pending->service = service;
+  pending->details = grpc_empty_slice ();
+  pending->method = protobuf_c_service_descriptor_get_method_by_name (service, method_name);
+  if (pending->method == NULL) {
+    status_set (&pending->refused, GRPC_STATUS_UNIMPLEMENTED, "%s has no method %s", service->name,
+                method_name);
+    return pending;
+  }
+  if (request->descriptor != pending->method->input) {
+    status_set (&pending->refused, GRPC_STATUS_INVALID_ARGUMENT, "%s/%s takes %s, not %s",
+                service->name, method_name, pending->method->input->name,
+                request->descriptor->name);
+    return pending;
+  }
+
+  pending->path = g_strdup_printf ("/%s/%s", service->name, pending->method->name);
+  pending->path_slice = grpc_slice_from_copied_string (pending->path);
+  pending->cq = grpc_completion_queue_create_for_pluck (NULL);
+  pending->call = client_call_new (client, pending->cq, pending->path_slice, options);
+  pending->metadata_count = client_metadata (options, pending->metadata);
+  grpc_metadata_array_init (&pending->initial_metadata);
+  grpc_metadata_array_init (&pending->trailing_metadata);
+  pending->request_payload = pack_message (request);
+
+  grpc_op *ops = pending->ops;
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = pending->metadata_count;
+  ops[0].data.send_initial_metadata.metadata = pending->metadata;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = pending->request_payload;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &pending->initial_metadata;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &pending->response_payload;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &pending->trailing_metadata;
+  ops[5].data.recv_status_on_client.status = &pending->code;
+  ops[5].data.recv_status_on_client.status_details = &pending->details;
+  ops[5].data.recv_status_on_client.error_string = &pending->error_string;
+
+  grpc_call_error call_error
+      = grpc_call_start_batch (pending->call, ops, G_N_ELEMENTS (pending->ops), ops, NULL);
+  if (call_error != GRPC_CALL_OK)
+    status_set (&pending->refused, GRPC_STATUS_INTERNAL,
+                "cannot start a call to %s (call error %d)", pending->path, (int)call_error);
+  return pending;
+}
+
+grpc_status_code
+gn_rpc_unary_finish (gn_rpc_pending *pending, ProtobufCMessage **response, gn_arena *arena,
+                     gn_rpc_status *status)
+{
+  gn_rpc_status ignored_status;
+
+  if (status == NULL)
+    status = &ignored_status;
+  memset (status, 0, sizeof *status);
+  *response = NULL;
+
+  if (pending->refused.code != GRPC_STATUS_OK) {
+    *status = pending->refused;
+  } else {
+    grpc_event event = grpc_completion_queue_pluck (pending->cq, pending->ops,
+                                                    gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
+    if (event.type != GRPC_OP_COMPLETE || !event.success) {
+      status_set (status, GRPC_STATUS_INTERNAL, "call to %s did not complete", pending->path);
+    } else {
+      status_from_answer (status, pending->client, pending->service, pending->code,
+                          pending->details, &pending->trailing_metadata);
+      if (pending->code == GRPC_STATUS_OK)
+        response_decode (status, pending->client, pending->method, pending->path,
+                         pending->response_payload, response, arena);
+    }
+  }
+
+  if (pending->call != NULL) {
+    for (size_t i = 0; i < pending->metadata_count; i++)
+      grpc_slice_unref (pending->metadata[i].value);
+    grpc_metadata_array_destroy (&pending->initial_metadata);
+    grpc_metadata_array_destroy (&pending->trailing_metadata);
+    grpc_byte_buffer_destroy (pending->request_payload);
+    if (pending->response_payload != NULL)
+      grpc_byte_buffer_destroy (pending->response_payload);
+    gpr_free ((void *)pending->error_string);
+    grpc_call_unref (pending->call);
+    grpc_completion_queue_shutdown (pending->cq);
+    while (
+        grpc_completion_queue_pluck (pending->cq, NULL, gpr_inf_future (GPR_CLOCK_REALTIME), NULL)
+            .type
+        != GRPC_QUEUE_SHUTDOWN)
+      ;
+    grpc_completion_queue_destroy (pending->cq);
+    grpc_slice_unref (pending->path_slice);
+  }
+  grpc_slice_unref (pending->details);
+  g_free (pending->path);
+  g_free (pending);
+  return status->code;
+}
+
 grpc_status_code
 gn_rpc_unary (gn_rpc_client *client, const ProtobufCServiceDescriptor *service,
               const char *method_name, const ProtobufCMessage *request, ProtobufCMessage **response,
               gn_arena *arena, const gn_rpc_call_options *options, gn_rpc_status *status)
 {
-  static const gn_rpc_call_options no_options = { 0 };
-  gn_rpc_status ignored_status;
-  grpc_metadata metadata[3];
-  size_t metadata_count = 0;
-  grpc_metadata_array initial_metadata, trailing_metadata;
-  grpc_byte_buffer *request_payload = NULL, *response_payload = NULL;
-  grpc_status_code code = GRPC_STATUS_UNKNOWN;
-  grpc_slice details = grpc_empty_slice ();
-  const char *error_string = NULL;
-  grpc_op ops[6];
-
-  g_return_val_if_fail (client != NULL && service != NULL && request != NULL, GRPC_STATUS_INTERNAL);
   g_return_val_if_fail (response != NULL && arena != NULL, GRPC_STATUS_INTERNAL);
-  if (status == NULL)
-    status = &ignored_status;
-  if (options == NULL)
-    options = &no_options;
-  memset (status, 0, sizeof *status);
-  *response = NULL;
-
-  const ProtobufCMethodDescriptor *method
-      = protobuf_c_service_descriptor_get_method_by_name (service, method_name);
-  if (method == NULL)
-    return status_set (status, GRPC_STATUS_UNIMPLEMENTED, "%s has no method %s", service->name,
-                       method_name);
-  if (request->descriptor != method->input)
-    return status_set (status, GRPC_STATUS_INVALID_ARGUMENT, "%s/%s takes %s, not %s",
-                       service->name, method_name, method->input->name, request->descriptor->name);
-
-  char *path = g_strdup_printf ("/%s/%s", service->name, method->name);
-  grpc_slice path_slice = grpc_slice_from_copied_string (path);
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck (NULL);
-  grpc_call *call = client_call_new (client, cq, path_slice, options);
-
-  metadata_count = client_metadata (options, metadata);
-  grpc_metadata_array_init (&initial_metadata);
-  grpc_metadata_array_init (&trailing_metadata);
-  request_payload = pack_message (request);
-
-  memset (ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[0].data.send_initial_metadata.count = metadata_count;
-  ops[0].data.send_initial_metadata.metadata = metadata;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = request_payload;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_metadata;
-  ops[4].op = GRPC_OP_RECV_MESSAGE;
-  ops[4].data.recv_message.recv_message = &response_payload;
-  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[5].data.recv_status_on_client.trailing_metadata = &trailing_metadata;
-  ops[5].data.recv_status_on_client.status = &code;
-  ops[5].data.recv_status_on_client.status_details = &details;
-  ops[5].data.recv_status_on_client.error_string = &error_string;
-
-  grpc_call_error call_error = grpc_call_start_batch (call, ops, G_N_ELEMENTS (ops), ops, NULL);
-  if (call_error != GRPC_CALL_OK) {
-    status_set (status, GRPC_STATUS_INTERNAL, "cannot start a call to %s (call error %d)", path,
-                (int)call_error);
-    goto done;
-  }
-  grpc_event event
-      = grpc_completion_queue_pluck (cq, ops, gpr_inf_future (GPR_CLOCK_REALTIME), NULL);
-  if (event.type != GRPC_OP_COMPLETE || !event.success) {
-    status_set (status, GRPC_STATUS_INTERNAL, "call to %s did not complete", path);
-    goto done;
-  }
-
-  status_from_answer (status, client, service, code, details, &trailing_metadata);
-  if (code == GRPC_STATUS_OK)
-    response_decode (status, client, method, path, response_payload, response, arena);
-
-done:
-  for (size_t i = 0; i < metadata_count; i++)
-    grpc_slice_unref (metadata[i].value);
-  grpc_metadata_array_destroy (&initial_metadata);
-  grpc_metadata_array_destroy (&trailing_metadata);
-  grpc_byte_buffer_destroy (request_payload);
-  if (response_payload != NULL)
-    grpc_byte_buffer_destroy (response_payload);
-  grpc_slice_unref (details);
-  gpr_free ((void *)error_string);
-  grpc_call_unref (call);
-  grpc_completion_queue_shutdown (cq);
-  while (grpc_completion_queue_pluck (cq, NULL, gpr_inf_future (GPR_CLOCK_REALTIME), NULL).type
-         != GRPC_QUEUE_SHUTDOWN)
-    ;
-  grpc_completion_queue_destroy (cq);
-  grpc_slice_unref (path_slice);
-  g_free (path);
-  return status->code;
+  return gn_rpc_unary_finish (gn_rpc_unary_start (client, service, method_name, request, options),
+                              response, arena, status);
 }
 
 /* Client streams. */

@@ -188,5 +188,18 @@ grpc_status_code gn_rpc_stream_finish (gn_rpc_stream *stream, ProtobufCMessage *
 /* Abandons the call (cancels it) and frees the stream. */
 void gn_rpc_stream_cancel (gn_rpc_stream *stream);
 
+/* The same call in two steps, so one thread can have several calls in flight (a feed page asks
+ * auth and media at once): start sends the request and returns at once; finish waits for the
+ * answer, decodes it like gn_rpc_unary and frees the pending call.  Every started call must be
+ * finished exactly once. */
+typedef struct gn_rpc_pending gn_rpc_pending;
+
+gn_rpc_pending *gn_rpc_unary_start (gn_rpc_client *client,
+                                    const ProtobufCServiceDescriptor *service, const char *method,
+                                    const ProtobufCMessage *request,
+                                    const gn_rpc_call_options *options);
+grpc_status_code gn_rpc_unary_finish (gn_rpc_pending *pending, ProtobufCMessage **response,
+                                      gn_arena *arena, gn_rpc_status *status);
+
 /* "OK", "NOT_FOUND", ... */
 const char *gn_rpc_status_name (grpc_status_code code);

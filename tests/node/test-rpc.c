@@ -600,6 +600,56 @@ test_round_trip_tcp (void)
   check_round_trip (true);
 }
 
+/* Two calls in flight from one thread: both handlers run before either answer is taken. */
+static void
+test_unary_start_finish (void)
+{
+  fixture f = { 0 };
+  gn_arena *arena = gn_arena_new ();
+  gn_rpc_status status;
+  ProtobufCMessage *response = NULL;
+
+  fixture_start (&f, NULL, false);
+  gn_rpc_client *client = gn_rpc_client_get (f.target);
+  g_mutex_lock (&seen.lock);
+  int started_before = seen.login_started;
+  g_mutex_unlock (&seen.lock);
+
+  LoginRequest first = GENERIA__AUTH__V1__LOGIN_REQUEST__INIT;
+  first.email_or_username = "first";
+  first.password = "300";
+  LoginRequest second = first;
+  second.email_or_username = "second";
+  gn_rpc_pending *a = gn_rpc_unary_start (client, &generia__auth__v1__auth_service__descriptor,
+                                          "Login", &first.base, NULL);
+  gn_rpc_pending *b = gn_rpc_unary_start (client, &generia__auth__v1__auth_service__descriptor,
+                                          "Login", &second.base, NULL);
+  gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  g_mutex_lock (&seen.lock);
+  while (seen.login_started - started_before < 2)
+    g_assert_true (g_cond_wait_until (&seen.cond, &seen.lock, deadline));
+  g_mutex_unlock (&seen.lock);
+
+  g_assert_cmpint (gn_rpc_unary_finish (b, &response, arena, &status), ==, GRPC_STATUS_OK);
+  g_assert_cmpstr (((Session *)response)->access_token, ==, "second");
+  g_assert_cmpint (gn_rpc_unary_finish (a, &response, arena, &status), ==, GRPC_STATUS_OK);
+  g_assert_cmpstr (((Session *)response)->access_token, ==, "first");
+
+  /* Refused before any call exists: finish reports it and frees the pending call. */
+  gn_rpc_pending *refused = gn_rpc_unary_start (
+      client, &generia__auth__v1__auth_service__descriptor, "NoSuchMethod", &first.base, NULL);
+  g_assert_cmpint (gn_rpc_unary_finish (refused, &response, arena, &status), ==,
+                   GRPC_STATUS_UNIMPLEMENTED);
+  g_assert_null (response);
+  refused = gn_rpc_unary_start (client, &generia__auth__v1__auth_service__descriptor, "Register",
+                                &first.base, NULL);
+  g_assert_cmpint (gn_rpc_unary_finish (refused, &response, arena, &status), ==,
+                   GRPC_STATUS_INVALID_ARGUMENT);
+
+  gn_arena_free (arena);
+  fixture_stop (&f);
+}
+
 static void
 test_metadata (void)
 {
@@ -1666,6 +1716,7 @@ main (int argc, char **argv)
   g_test_add_func ("/rpc/status-names", test_status_names);
   g_test_add_func ("/rpc/round-trip/unix", test_round_trip_unix);
   g_test_add_func ("/rpc/round-trip/tcp", test_round_trip_tcp);
+  g_test_add_func ("/rpc/unary-start-finish", test_unary_start_finish);
   g_test_add_func ("/rpc/metadata", test_metadata);
   g_test_add_func ("/rpc/authenticator", test_authenticator);
   g_test_add_func ("/rpc/errors", test_errors);
