@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test-summary - counts the results of a `meson test` run from its testlog.json.
 
-    tools/test-summary.py [_build/meson-logs/testlog.json]
+    tools/test-summary.py [[LABEL=]testlog.json ...]
 
 Prints one line per suite and the failed tests, and ends with exactly one line
 `N passed, N failed` (`, N skipped` appended when some were skipped) for CI to read.
@@ -60,38 +60,53 @@ def count(entry):
     return passed, failed, skipped
 
 
-def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else "_build/meson-logs/testlog.json"
-    try:
-        with open(path, encoding="utf-8") as log:
-            entries = [json.loads(line) for line in log if line.strip()]
-    except FileNotFoundError:
-        print(f"test-summary: {path} not found: no test ran")
-        print("0 passed, 1 failed")
-        return 1
+def read_log(path):
+    with open(path, encoding="utf-8") as log:
+        return [json.loads(line) for line in log if line.strip()]
 
+
+def main():
+    """Arguments: testlog.json paths, each optionally as LABEL=PATH; a label prefixes the suite
+    names of its log ("sanitized/unit"), so several runs add up in one table and one line."""
+    args = sys.argv[1:] or ["_build/meson-logs/testlog.json"]
     suites = OrderedDict()
     failures = []
-    for entry in entries:
-        passed, failed, skipped = count(entry)
-        totals = suites.setdefault(suite_of(entry), [0, 0, 0, 0])
-        totals[0] += 1
-        totals[1] += passed
-        totals[2] += failed
-        totals[3] += skipped
-        if failed:
-            failures.append(f"  {entry['name']}: {entry.get('result')}, {failed} failed")
+    logs = []
+    missing = 0
+    for arg in args:
+        label, _, path = arg.rpartition("=") if "=" in arg else ("", "", arg)
+        try:
+            entries = read_log(path)
+        except FileNotFoundError:
+            print(f"test-summary: {path} not found: no test ran")
+            missing += 1
+            continue
+        logs.append(path)
+        for entry in entries:
+            passed, failed, skipped = count(entry)
+            suite = suite_of(entry)
+            if label:
+                suite = f"{label}/{suite}"
+            totals = suites.setdefault(suite, [0, 0, 0, 0])
+            totals[0] += 1
+            totals[1] += passed
+            totals[2] += failed
+            totals[3] += skipped
+            if failed:
+                failures.append(f"  {label + ': ' if label else ''}{entry['name']}: "
+                                f"{entry.get('result')}, {failed} failed")
 
-    print(f"{'suite':<14} {'tests':>6} {'passed':>7} {'failed':>7} {'skipped':>8}")
+    print(f"{'suite':<22} {'tests':>6} {'passed':>7} {'failed':>7} {'skipped':>8}")
     for name, (tests, passed, failed, skipped) in suites.items():
-        print(f"{name:<14} {tests:>6} {passed:>7} {failed:>7} {skipped:>8}")
+        print(f"{name:<22} {tests:>6} {passed:>7} {failed:>7} {skipped:>8}")
     if failures:
         print("failed:")
         print("\n".join(failures))
-    print(f"log: {path.replace('.json', '.txt')}")
+    for path in logs:
+        print(f"log: {path.replace('.json', '.txt')}")
 
     passed = sum(totals[1] for totals in suites.values())
-    failed = sum(totals[2] for totals in suites.values())
+    failed = sum(totals[2] for totals in suites.values()) + missing
     skipped = sum(totals[3] for totals in suites.values())
     if passed + failed == 0:
         failed = 1  # a run that ran nothing must not look green

@@ -201,6 +201,19 @@ status_kib (const char *field)
   return strtol (line + strlen (field), NULL, 10);
 }
 
+/* Under AddressSanitizer (quarantine, shadow memory) or valgrind the process's memory is the
+ * tool's, not the pipeline's: the memory bounds are then not measured. */
+static gboolean
+memory_is_measurable (void)
+{
+#ifdef __SANITIZE_ADDRESS__
+  return FALSE;
+#else
+  const char *preload = g_getenv ("LD_PRELOAD");
+  return preload == NULL || strstr (preload, "vgpreload") == NULL;
+#endif
+}
+
 /* Resets VmHWM to the current RSS (Linux clear_refs 5); returns that RSS in KiB. */
 static long
 reset_peak_rss (void)
@@ -418,7 +431,8 @@ test_large_jpeg_sizes_and_memory (void)
   g_assert_no_error (error);
   long growth_kib = status_kib ("VmHWM:") - rss_before;
   g_test_message ("12 MP JPEG: peak RSS grew by %ld KiB", growth_kib);
-  g_assert_cmpint (growth_kib, <, 64 * 1024);
+  if (memory_is_measurable ())
+    g_assert_cmpint (growth_kib, <, 64 * 1024);
 
   g_assert_cmpint (result.width, ==, 4000);
   g_assert_cmpint (result.height, ==, 3000);
@@ -676,7 +690,8 @@ test_decompression_bomb_refused_from_header (void)
                    "image is 30000 x 30000 pixels; the limit is 100 megapixels");
   g_clear_error (&error);
   g_assert_cmpint (elapsed_us, <, 500 * 1000);
-  g_assert_cmpint (growth_kib, <, 8 * 1024);
+  if (memory_is_measurable ())
+    g_assert_cmpint (growth_kib, <, 8 * 1024);
   g_assert_cmpint (count_entries (out_dir), ==, 0);
 }
 

@@ -1276,12 +1276,17 @@ proc_status_kib (const char *field)
   return strtol (line + strlen (field), NULL, 10);
 }
 
-/* Under valgrind the process's memory is valgrind's, not ours. */
+/* Under valgrind or AddressSanitizer (quarantine, shadow memory) the process's memory is the
+ * tool's, not ours: memory bounds are then not measured. */
 static bool
 under_valgrind (void)
 {
+#ifdef __SANITIZE_ADDRESS__
+  return true;
+#else
   const char *preload = g_getenv ("LD_PRELOAD");
   return preload != NULL && strstr (preload, "vgpreload") != NULL;
+#endif
 }
 
 /* 50 MiB in 1 MiB parts arrive complete and in order, and neither side buffers the stream: the
