@@ -151,12 +151,16 @@ gn_arena_strdup (gn_arena *arena, const char *s)
 char *
 gn_arena_vprintf (gn_arena *arena, const char *fmt, va_list ap)
 {
+  /* Most strings fit the stack buffer and are formatted once. */
+  char small[256];
   va_list copy;
   va_copy (copy, ap);
-  int n = vsnprintf (NULL, 0, fmt, copy);
+  int n = vsnprintf (small, sizeof small, fmt, copy);
   va_end (copy);
   if (n < 0)
     return gn_arena_strdup (arena, "");
+  if ((size_t)n < sizeof small)
+    return gn_arena_strndup (arena, small, (size_t)n);
   char *out = gn_arena_alloc (arena, (size_t)n + 1);
   vsnprintf (out, (size_t)n + 1, fmt, ap);
   return out;
