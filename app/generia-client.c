@@ -11,11 +11,12 @@
  * Transport failures (refused, no route, DNS, timeout) become GENERIA_CLIENT_ERROR_UNREACHABLE
  * with a message that names the server, because that is what the person can act on.
  *
- * register and login use the client's "server-url" and return a new GeneriaSession; me, refresh
- * and logout use the client's "session" and that session's own server. Refresh tokens rotate and
- * the node revokes a whole login when an old one is presented twice, so at most one refresh is
- * in flight: later callers wait for its result. `me` refreshes once and retries when the access
- * token has expired.
+ * register and login use the client's "server-url" and return a new GeneriaSession; me, refresh,
+ * logout, feed, upload_media and create_post use the client's "session" and that session's own
+ * server. Refresh tokens rotate and the node revokes a whole login when an old one is presented
+ * twice, so at most one refresh is in flight: later callers wait for its result. Requests made
+ * with the session refresh once and retry when the access token has expired. Media uploads are
+ * multipart forms; download fetches a signed media URL, which needs no credentials.
  *
  * The client also checks input the way the server does (username, e-mail, password), so that a
  * typo is reported at once and in the person's language.
@@ -92,6 +93,7 @@ static const struct
   { "invalid_username", N_("Usernames have 3 to 30 characters: letters, digits, “_” and “.”.") },
   { "invalid_email", N_("That doesn't look like an e-mail address.") },
   { "weak_password", N_("Passwords need at least 8 characters.") },
+  { "unsupported_media_type", N_("That file is not a photo or video Generia supports.") },
 };
 
 static GeneriaClientError
@@ -581,14 +583,16 @@ on_request_sent (GObject      *object,
                          (GDestroyNotify)json_object_unref);
 }
 
-/* Sends one request to @server_url + @path with an optional JSON @body and bearer token; the
- * result is the JSON object of a successful answer. */
+/* Sends one request to @server_url + @path with an optional JSON @body or a @multipart form
+ * (which makes it a POST), and an optional bearer token; the result is the JSON object of a
+ * successful answer. */
 static void
-send_request_async (GeneriaClient       *self,
+send_message_async (GeneriaClient       *self,
                     const char          *server_url,
                     const char          *method,
                     const char          *path,
                     JsonObject          *body,
+                    SoupMultipart       *multipart,
                     const char          *access_token,
                     GCancellable        *cancellable,
                     GAsyncReadyCallback  callback,
@@ -603,7 +607,7 @@ send_request_async (GeneriaClient       *self,
   GError *error = NULL;
 
   task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, send_request_async);
+  g_task_set_source_tag (task, send_message_async);
 
   if (!generia_client_check_server_url (server_url, &error))
     {
@@ -626,7 +630,16 @@ send_request_async (GeneriaClient       *self,
 
   request = g_new0 (Request, 1);
   request->server_url = g_steal_pointer (&base);
-  request->message = soup_message_new_from_uri (method, uri);
+  if (multipart != NULL)
+    {
+      g_autofree char *uri_string = g_uri_to_string (uri);
+
+      request->message = soup_message_new_from_multipart (uri_string, multipart);
+    }
+  else
+    {
+      request->message = soup_message_new_from_uri (method, uri);
+    }
   g_task_set_task_data (task, request, (GDestroyNotify)request_free);
 
   headers = soup_message_get_request_headers (request->message);
@@ -652,6 +665,21 @@ send_request_async (GeneriaClient       *self,
 
   soup_session_send_and_read_async (self->soup, request->message, G_PRIORITY_DEFAULT,
                                     cancellable, on_request_sent, g_steal_pointer (&task));
+}
+
+static void
+send_request_async (GeneriaClient       *self,
+                    const char          *server_url,
+                    const char          *method,
+                    const char          *path,
+                    JsonObject          *body,
+                    const char          *access_token,
+                    GCancellable        *cancellable,
+                    GAsyncReadyCallback  callback,
+                    gpointer             user_data)
+{
+  send_message_async (self, server_url, method, path, body, NULL, access_token, cancellable,
+                      callback, user_data);
 }
 
 static JsonObject *
@@ -988,25 +1016,37 @@ generia_client_refresh_finish (GeneriaClient  *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+/* A request made with the client's session. The access token is short-lived, so an answer of
+ * 401 refreshes the session once and repeats the request, if the session is still the
+ * client's. A multipart form is kept (not the message), because a message cannot be sent
+ * twice. */
 typedef struct
 {
   GeneriaSession *session;
+  char           *method;
+  char           *path;
+  JsonObject     *body;
+  SoupMultipart  *multipart;
   gboolean        refreshed;
-} MeState;
+} AuthorizedRequest;
 
 static void
-me_state_free (MeState *state)
+authorized_request_free (AuthorizedRequest *state)
 {
   g_clear_object (&state->session);
+  g_clear_pointer (&state->method, g_free);
+  g_clear_pointer (&state->path, g_free);
+  g_clear_pointer (&state->body, json_object_unref);
+  g_clear_pointer (&state->multipart, soup_multipart_free);
   g_free (state);
 }
 
-static void send_me_request (GTask *task);
+static void send_authorized_attempt (GTask *task);
 
 static void
-on_me_refreshed (GObject      *object,
-                 GAsyncResult *result,
-                 gpointer      user_data)
+on_authorized_refreshed (GObject      *object,
+                         GAsyncResult *result,
+                         gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
   GError *error = NULL;
@@ -1017,29 +1057,26 @@ on_me_refreshed (GObject      *object,
       return;
     }
 
-  send_me_request (g_steal_pointer (&task));
+  send_authorized_attempt (g_steal_pointer (&task));
 }
 
 static void
-on_me_answer (GObject      *object,
-              GAsyncResult *result,
-              gpointer      user_data)
+on_authorized_answer (GObject      *object,
+                      GAsyncResult *result,
+                      gpointer      user_data)
 {
   GeneriaClient *self = GENERIA_CLIENT (object);
   g_autoptr(GTask) task = user_data;
-  g_autoptr(JsonObject) answer = NULL;
-  MeState *state = g_task_get_task_data (task);
-  GeneriaUser *user;
+  AuthorizedRequest *state = g_task_get_task_data (task);
+  JsonObject *answer;
   GError *error = NULL;
 
-  if ((answer = send_request_finish (self, result, &error)) &&
-      (user = generia_user_new_from_json (answer, &error)))
+  if ((answer = send_request_finish (self, result, &error)))
     {
-      g_task_return_pointer (task, user, g_object_unref);
+      g_task_return_pointer (task, answer, (GDestroyNotify)json_object_unref);
       return;
     }
 
-  /* An expired access token: refresh once, if the session is still the client's. */
   if (g_error_matches (error, GENERIA_CLIENT_ERROR, GENERIA_CLIENT_ERROR_UNAUTHORIZED) &&
       !state->refreshed && state->session == self->session)
     {
@@ -1047,7 +1084,8 @@ on_me_answer (GObject      *object,
 
       g_clear_error (&error);
       state->refreshed = TRUE;
-      generia_client_refresh_async (self, cancellable, on_me_refreshed, g_steal_pointer (&task));
+      generia_client_refresh_async (self, cancellable, on_authorized_refreshed,
+                                    g_steal_pointer (&task));
       return;
     }
 
@@ -1055,15 +1093,76 @@ on_me_answer (GObject      *object,
 }
 
 static void
-send_me_request (GTask *task)
+send_authorized_attempt (GTask *task)
 {
   GeneriaClient *self = g_task_get_source_object (task);
-  MeState *state = g_task_get_task_data (task);
+  AuthorizedRequest *state = g_task_get_task_data (task);
 
-  send_request_async (self, generia_session_get_server_url (state->session), "GET",
-                      "/api/v1/auth/me", NULL,
+  send_message_async (self, generia_session_get_server_url (state->session), state->method,
+                      state->path, state->body, state->multipart,
                       generia_session_get_access_token (state->session),
-                      g_task_get_cancellable (task), on_me_answer, task);
+                      g_task_get_cancellable (task), on_authorized_answer, task);
+}
+
+/* Like send_request_async() with the client's session; takes @multipart. */
+static void
+send_authorized_async (GeneriaClient       *self,
+                       const char          *method,
+                       const char          *path,
+                       JsonObject          *body,
+                       SoupMultipart       *multipart,
+                       GCancellable        *cancellable,
+                       GAsyncReadyCallback  callback,
+                       gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  AuthorizedRequest *state;
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, send_authorized_async);
+
+  if (!check_logged_in (self, task))
+    {
+      g_clear_pointer (&multipart, soup_multipart_free);
+      return;
+    }
+
+  state = g_new0 (AuthorizedRequest, 1);
+  state->session = g_object_ref (self->session);
+  state->method = g_strdup (method);
+  state->path = g_strdup (path);
+  state->body = body != NULL ? json_object_ref (body) : NULL;
+  state->multipart = multipart;
+  g_task_set_task_data (task, state, (GDestroyNotify)authorized_request_free);
+
+  send_authorized_attempt (g_steal_pointer (&task));
+}
+
+static JsonObject *
+send_authorized_finish (GeneriaClient  *self,
+                        GAsyncResult   *result,
+                        GError        **error)
+{
+  g_assert (g_task_is_valid (result, self));
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+static void
+on_me_answer (GObject      *object,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(JsonObject) answer = NULL;
+  GeneriaUser *user;
+  GError *error = NULL;
+
+  if ((answer = send_authorized_finish (GENERIA_CLIENT (object), result, &error)) &&
+      (user = generia_user_new_from_json (answer, &error)))
+    g_task_return_pointer (task, user, g_object_unref);
+  else
+    g_task_return_error (task, error);
 }
 
 /**
@@ -1079,21 +1178,14 @@ generia_client_me_async (GeneriaClient       *self,
                          gpointer             user_data)
 {
   g_autoptr(GTask) task = NULL;
-  MeState *state;
 
   g_return_if_fail (GENERIA_IS_CLIENT (self));
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, generia_client_me_async);
 
-  if (!check_logged_in (self, task))
-    return;
-
-  state = g_new0 (MeState, 1);
-  state->session = g_object_ref (self->session);
-  g_task_set_task_data (task, state, (GDestroyNotify)me_state_free);
-
-  send_me_request (g_steal_pointer (&task));
+  send_authorized_async (self, "GET", "/api/v1/auth/me", NULL, NULL, cancellable,
+                         on_me_answer, g_steal_pointer (&task));
 }
 
 /**
@@ -1169,4 +1261,375 @@ generia_client_logout_finish (GeneriaClient  *self,
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+typedef struct
+{
+  GPtrArray *posts;
+  char      *next_cursor;
+} FeedPage;
+
+static void
+feed_page_free (FeedPage *page)
+{
+  g_clear_pointer (&page->posts, g_ptr_array_unref);
+  g_clear_pointer (&page->next_cursor, g_free);
+  g_free (page);
+}
+
+static FeedPage *
+feed_page_from_answer (JsonObject  *answer,
+                       GError     **error)
+{
+  g_autoptr(GPtrArray) posts = g_ptr_array_new_with_free_func (g_object_unref);
+  JsonNode *list = json_object_get_member (answer, "posts");
+  JsonNode *has_more = json_object_get_member (answer, "has_more");
+  FeedPage *page;
+
+  if (list == NULL || !JSON_NODE_HOLDS_ARRAY (list))
+    {
+      g_set_error_literal (error, GENERIA_CLIENT_ERROR, GENERIA_CLIENT_ERROR_BAD_RESPONSE,
+                           _("The server sent a feed the app does not understand."));
+      return NULL;
+    }
+
+  for (guint i = 0; i < json_array_get_length (json_node_get_array (list)); i++)
+    {
+      JsonNode *item = json_array_get_element (json_node_get_array (list), i);
+      GeneriaPost *post;
+
+      if (!JSON_NODE_HOLDS_OBJECT (item))
+        {
+          g_set_error_literal (error, GENERIA_CLIENT_ERROR, GENERIA_CLIENT_ERROR_BAD_RESPONSE,
+                               _("The server sent a feed the app does not understand."));
+          return NULL;
+        }
+
+      if (!(post = generia_post_new_from_json (json_node_get_object (item), error)))
+        return NULL;
+
+      g_ptr_array_add (posts, post);
+    }
+
+  page = g_new0 (FeedPage, 1);
+  page->posts = g_steal_pointer (&posts);
+  if (has_more != NULL && JSON_NODE_HOLDS_VALUE (has_more) &&
+      json_node_get_value_type (has_more) == G_TYPE_BOOLEAN && json_node_get_boolean (has_more))
+    page->next_cursor = dup_string_member (answer, "next_cursor");
+
+  return page;
+}
+
+static void
+on_feed_answer (GObject      *object,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(JsonObject) answer = NULL;
+  FeedPage *page;
+  GError *error = NULL;
+
+  if ((answer = send_authorized_finish (GENERIA_CLIENT (object), result, &error)) &&
+      (page = feed_page_from_answer (answer, &error)))
+    g_task_return_pointer (task, page, (GDestroyNotify)feed_page_free);
+  else
+    g_task_return_error (task, error);
+}
+
+/**
+ * generia_client_feed_async:
+ * @cursor: (nullable): where to go on, from the previous page's @next_cursor; %NULL for the
+ *   newest posts
+ * @limit: how many posts at most, 1 to 100
+ *
+ * Fetches one page of the node's global feed, newest first.
+ */
+void
+generia_client_feed_async (GeneriaClient       *self,
+                           const char          *cursor,
+                           guint                limit,
+                           GCancellable        *cancellable,
+                           GAsyncReadyCallback  callback,
+                           gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autofree char *path = NULL;
+
+  g_return_if_fail (GENERIA_IS_CLIENT (self));
+  g_return_if_fail (limit > 0);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, generia_client_feed_async);
+
+  if (cursor != NULL)
+    {
+      g_autofree char *escaped = g_uri_escape_string (cursor, NULL, FALSE);
+
+      path = g_strdup_printf ("/api/v1/feed?limit=%u&cursor=%s", limit, escaped);
+    }
+  else
+    {
+      path = g_strdup_printf ("/api/v1/feed?limit=%u", limit);
+    }
+
+  send_authorized_async (self, "GET", path, NULL, NULL, cancellable, on_feed_answer,
+                         g_steal_pointer (&task));
+}
+
+/**
+ * generia_client_feed_finish:
+ * @next_cursor: (out) (optional) (nullable): where the next page starts, or %NULL when this
+ *   was the last page
+ *
+ * Returns: (transfer container) (element-type GeneriaPost): the page's posts, or %NULL with
+ *   @error set
+ */
+GPtrArray *
+generia_client_feed_finish (GeneriaClient  *self,
+                            GAsyncResult   *result,
+                            char          **next_cursor,
+                            GError        **error)
+{
+  FeedPage *page;
+  GPtrArray *posts;
+
+  g_return_val_if_fail (GENERIA_IS_CLIENT (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  if (!(page = g_task_propagate_pointer (G_TASK (result), error)))
+    return NULL;
+
+  posts = g_steal_pointer (&page->posts);
+  if (next_cursor != NULL)
+    *next_cursor = g_steal_pointer (&page->next_cursor);
+  feed_page_free (page);
+
+  return posts;
+}
+
+static void
+on_id_answer (GObject      *object,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(JsonObject) answer = NULL;
+  const char *member = g_task_get_task_data (task);
+  GError *error = NULL;
+  char *id;
+
+  if (!(answer = send_authorized_finish (GENERIA_CLIENT (object), result, &error)))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  if (!(id = dup_string_member (answer, member)))
+    {
+      g_task_return_new_error (task, GENERIA_CLIENT_ERROR, GENERIA_CLIENT_ERROR_BAD_RESPONSE,
+                               _("The server sent an answer the app does not understand."));
+      return;
+    }
+
+  g_task_return_pointer (task, id, g_free);
+}
+
+/**
+ * generia_client_upload_media_async:
+ * @bytes: the file's contents
+ * @filename: the file's name, without folders
+ * @content_type: its MIME type, e.g. "image/jpeg"
+ *
+ * Uploads a photo or video as a multipart form, for a post to use. The node checks the
+ * contents itself and refuses what it does not support with %GENERIA_CLIENT_ERROR_INVALID.
+ */
+void
+generia_client_upload_media_async (GeneriaClient       *self,
+                                   GBytes              *bytes,
+                                   const char          *filename,
+                                   const char          *content_type,
+                                   GCancellable        *cancellable,
+                                   GAsyncReadyCallback  callback,
+                                   gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  SoupMultipart *multipart;
+
+  g_return_if_fail (GENERIA_IS_CLIENT (self));
+  g_return_if_fail (bytes != NULL);
+  g_return_if_fail (filename != NULL);
+  g_return_if_fail (content_type != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, generia_client_upload_media_async);
+  g_task_set_task_data (task, (gpointer)"media_id", NULL);
+
+  multipart = soup_multipart_new (SOUP_FORM_MIME_TYPE_MULTIPART);
+  soup_multipart_append_form_file (multipart, "file", filename, content_type, bytes);
+
+  send_authorized_async (self, "POST", "/api/v1/media/upload", NULL, multipart, cancellable,
+                         on_id_answer, g_steal_pointer (&task));
+}
+
+/**
+ * generia_client_upload_media_finish:
+ *
+ * Returns: (transfer full): the new media's id, or %NULL with @error set
+ */
+char *
+generia_client_upload_media_finish (GeneriaClient  *self,
+                                    GAsyncResult   *result,
+                                    GError        **error)
+{
+  g_return_val_if_fail (GENERIA_IS_CLIENT (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * generia_client_create_post_async:
+ * @caption: the caption, with its hashtags and mentions
+ * @media_id: an upload of the logged-in user that no post uses yet
+ *
+ * Publishes a post with one photo or video.
+ */
+void
+generia_client_create_post_async (GeneriaClient       *self,
+                                  const char          *caption,
+                                  const char          *media_id,
+                                  GCancellable        *cancellable,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(JsonObject) body = NULL;
+
+  g_return_if_fail (GENERIA_IS_CLIENT (self));
+  g_return_if_fail (caption != NULL);
+  g_return_if_fail (media_id != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, generia_client_create_post_async);
+  g_task_set_task_data (task, (gpointer)"id", NULL);
+
+  if (g_utf8_strlen (caption, -1) > GENERIA_CLIENT_CAPTION_MAX_CHARS)
+    {
+      g_task_return_new_error (task, GENERIA_CLIENT_ERROR, GENERIA_CLIENT_ERROR_INVALID,
+                               /* Translators: %d is the most characters a caption may have */
+                               _("Captions have at most %d characters."),
+                               GENERIA_CLIENT_CAPTION_MAX_CHARS);
+      return;
+    }
+
+  body = json_object_new ();
+  json_object_set_string_member (body, "caption", caption);
+  json_object_set_string_member (body, "media_id", media_id);
+
+  send_authorized_async (self, "POST", "/api/v1/posts", body, NULL, cancellable,
+                         on_id_answer, g_steal_pointer (&task));
+}
+
+/**
+ * generia_client_create_post_finish:
+ *
+ * Returns: (transfer full): the new post's id, or %NULL with @error set
+ */
+char *
+generia_client_create_post_finish (GeneriaClient  *self,
+                                   GAsyncResult   *result,
+                                   GError        **error)
+{
+  g_return_val_if_fail (GENERIA_IS_CLIENT (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+static void
+on_download_sent (GObject      *object,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(GBytes) body = NULL;
+  SoupMessage *message = g_task_get_task_data (task);
+  GError *error = NULL;
+  guint status;
+
+  if (!(body = soup_session_send_and_read_finish (SOUP_SESSION (object), result, &error)))
+    {
+      g_autofree char *server = g_uri_to_string_partial (soup_message_get_uri (message),
+                                                         G_URI_HIDE_USERINFO |
+                                                         G_URI_HIDE_QUERY |
+                                                         G_URI_HIDE_FRAGMENT);
+
+      g_task_return_error (task, error_for_transport (error, server));
+      return;
+    }
+
+  status = soup_message_get_status (message);
+  if (!SOUP_STATUS_IS_SUCCESSFUL (status))
+    {
+      SoupMessageHeaders *headers = soup_message_get_response_headers (message);
+
+      g_task_return_error (task,
+                           generia_client_error_new_from_response (status,
+                                                                   soup_message_headers_get_content_type (headers, NULL),
+                                                                   body));
+      return;
+    }
+
+  g_task_return_pointer (task, g_steal_pointer (&body), (GDestroyNotify)g_bytes_unref);
+}
+
+/**
+ * generia_client_download_async:
+ * @url: an address that needs no credentials, such as a post's signed media URL
+ *
+ * Fetches @url with the client's connections, e.g. to show an image.
+ */
+void
+generia_client_download_async (GeneriaClient       *self,
+                               const char          *url,
+                               GCancellable        *cancellable,
+                               GAsyncReadyCallback  callback,
+                               gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  SoupMessage *message;
+
+  g_return_if_fail (GENERIA_IS_CLIENT (self));
+  g_return_if_fail (url != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, generia_client_download_async);
+
+  if (!(message = soup_message_new ("GET", url)))
+    {
+      g_task_return_new_error (task, GENERIA_CLIENT_ERROR, GENERIA_CLIENT_ERROR_BAD_RESPONSE,
+                               _("The server sent an answer the app does not understand."));
+      return;
+    }
+  g_task_set_task_data (task, message, g_object_unref);
+
+  soup_session_send_and_read_async (self->soup, message, G_PRIORITY_DEFAULT, cancellable,
+                                    on_download_sent, g_steal_pointer (&task));
+}
+
+/**
+ * generia_client_download_finish:
+ *
+ * Returns: (transfer full): the body, or %NULL with @error set
+ */
+GBytes *
+generia_client_download_finish (GeneriaClient  *self,
+                                GAsyncResult   *result,
+                                GError        **error)
+{
+  g_return_val_if_fail (GENERIA_IS_CLIENT (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
 }

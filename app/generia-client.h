@@ -7,12 +7,16 @@
 
 #include <gio/gio.h>
 
+#include "generia-post.h"
 #include "generia-session.h"
 #include "generia-user.h"
 
 G_BEGIN_DECLS
 
 #define GENERIA_CLIENT_ERROR (generia_client_error_quark ())
+
+/* The most characters (not bytes) a post's caption may have. */
+#define GENERIA_CLIENT_CAPTION_MAX_CHARS 2200
 
 /**
  * GeneriaClientError:
@@ -110,5 +114,42 @@ void            generia_client_logout_async    (GeneriaClient        *self,
 gboolean        generia_client_logout_finish   (GeneriaClient        *self,
                                                 GAsyncResult         *result,
                                                 GError              **error);
+void            generia_client_feed_async      (GeneriaClient        *self,
+                                                const char           *cursor,
+                                                guint                 limit,
+                                                GCancellable         *cancellable,
+                                                GAsyncReadyCallback   callback,
+                                                gpointer              user_data);
+GPtrArray      *generia_client_feed_finish     (GeneriaClient        *self,
+                                                GAsyncResult         *result,
+                                                char                **next_cursor,
+                                                GError              **error);
+void            generia_client_upload_media_async  (GeneriaClient        *self,
+                                                    GBytes               *bytes,
+                                                    const char           *filename,
+                                                    const char           *content_type,
+                                                    GCancellable         *cancellable,
+                                                    GAsyncReadyCallback   callback,
+                                                    gpointer              user_data);
+char           *generia_client_upload_media_finish (GeneriaClient        *self,
+                                                    GAsyncResult         *result,
+                                                    GError              **error);
+void            generia_client_create_post_async   (GeneriaClient        *self,
+                                                    const char           *caption,
+                                                    const char           *media_id,
+                                                    GCancellable         *cancellable,
+                                                    GAsyncReadyCallback   callback,
+                                                    gpointer              user_data);
+char           *generia_client_create_post_finish  (GeneriaClient        *self,
+                                                    GAsyncResult         *result,
+                                                    GError              **error);
+void            generia_client_download_async      (GeneriaClient        *self,
+                                                    const char           *url,
+                                                    GCancellable         *cancellable,
+                                                    GAsyncReadyCallback   callback,
+                                                    gpointer              user_data);
+GBytes         *generia_client_download_finish     (GeneriaClient        *self,
+                                                    GAsyncResult         *result,
+                                                    GError              **error);
 
 G_END_DECLS

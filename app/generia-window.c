@@ -1,8 +1,9 @@
 /* generia-window.c: the main window
  *
  * A header bar over a stack of pages: the server page (welcome, server address), the login and
- * register pages, and the account page. Which page shows follows the application's "session":
- * logged in means the account page; logging out returns to the server page. The pages move
+ * register pages, the feed and the account page. Which page shows follows the application's
+ * "session": logged in means the feed, whose header offers a new post (the composer), a
+ * refresh and the account page; logging out returns to the server page. The pages move
  * between themselves with the "win.navigate" action, whose parameter is a page name, and the
  * application's "message" signal becomes a toast. The window's size is kept in GSettings.
  *
@@ -14,6 +15,8 @@
 #include <glib/gi18n.h>
 
 #include "generia-account-page.h"
+#include "generia-composer.h"
+#include "generia-feed-page.h"
 #include "generia-login-page.h"
 #include "generia-register-page.h"
 #include "generia-server-page.h"
@@ -25,7 +28,11 @@ struct _GeneriaWindow
 
   AdwToastOverlay      *toast_overlay;
   GtkButton            *back_button;
+  GtkButton            *new_post_button;
+  GtkButton            *refresh_button;
+  GtkButton            *account_button;
   GtkStack             *stack;
+  GeneriaFeedPage      *feed_page;
   GeneriaAccountPage   *account_page;
 };
 
@@ -49,8 +56,9 @@ on_session_changed (GeneriaWindow      *self,
   generia_account_page_set_session (self->account_page, session);
 
   if (session != NULL)
-    show_page (self, "account");
-  else if (g_strcmp0 (gtk_stack_get_visible_child_name (self->stack), "account") == 0)
+    show_page (self, "feed");
+  else if (g_strcmp0 (gtk_stack_get_visible_child_name (self->stack), "feed") == 0 ||
+           g_strcmp0 (gtk_stack_get_visible_child_name (self->stack), "account") == 0)
     show_page (self, "server");
 }
 
@@ -58,9 +66,43 @@ static void
 on_visible_page_changed (GeneriaWindow *self)
 {
   const char *name = gtk_stack_get_visible_child_name (self->stack);
+  gboolean on_feed = g_strcmp0 (name, "feed") == 0;
+  gboolean on_account = g_strcmp0 (name, "account") == 0;
 
   gtk_widget_set_visible (GTK_WIDGET (self->back_button),
-                          g_strcmp0 (name, "login") == 0 || g_strcmp0 (name, "register") == 0);
+                          g_strcmp0 (name, "login") == 0 || g_strcmp0 (name, "register") == 0 ||
+                          on_account);
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->back_button), "s",
+                                    on_account ? "feed" : "server");
+  gtk_widget_set_visible (GTK_WIDGET (self->new_post_button), on_feed);
+  gtk_widget_set_visible (GTK_WIDGET (self->refresh_button), on_feed);
+  gtk_widget_set_visible (GTK_WIDGET (self->account_button), on_feed);
+}
+
+static void
+on_posted (GeneriaWindow *self)
+{
+  generia_feed_page_refresh (self->feed_page);
+}
+
+static void
+new_post_action (GtkWidget  *widget,
+                 const char *action_name,
+                 GVariant   *parameter)
+{
+  GeneriaWindow *self = GENERIA_WINDOW (widget);
+  GeneriaComposer *composer = generia_composer_new (GTK_WINDOW (self));
+
+  g_signal_connect_object (composer, "posted", G_CALLBACK (on_posted), self, G_CONNECT_SWAPPED);
+  gtk_window_present (GTK_WINDOW (composer));
+}
+
+static void
+refresh_action (GtkWidget  *widget,
+                const char *action_name,
+                GVariant   *parameter)
+{
+  generia_feed_page_refresh (GENERIA_WINDOW (widget)->feed_page);
 }
 
 static void
@@ -99,7 +141,7 @@ generia_window_constructed (GObject *object)
 
   generia_account_page_set_session (self->account_page, generia_application_get_session (application));
   if (generia_application_get_session (application) != NULL)
-    show_page (self, "account");
+    show_page (self, "feed");
   on_visible_page_changed (self);
 }
 
@@ -121,6 +163,7 @@ generia_window_class_init (GeneriaWindowClass *klass)
   object_class->dispose = generia_window_dispose;
 
   g_type_ensure (GENERIA_TYPE_ACCOUNT_PAGE);
+  g_type_ensure (GENERIA_TYPE_FEED_PAGE);
   g_type_ensure (GENERIA_TYPE_LOGIN_PAGE);
   g_type_ensure (GENERIA_TYPE_REGISTER_PAGE);
   g_type_ensure (GENERIA_TYPE_SERVER_PAGE);
@@ -128,11 +171,17 @@ generia_window_class_init (GeneriaWindowClass *klass)
   gtk_widget_class_set_template_from_resource (widget_class, "/org/generia/Generia/generia-window.ui");
   gtk_widget_class_bind_template_child (widget_class, GeneriaWindow, toast_overlay);
   gtk_widget_class_bind_template_child (widget_class, GeneriaWindow, back_button);
+  gtk_widget_class_bind_template_child (widget_class, GeneriaWindow, new_post_button);
+  gtk_widget_class_bind_template_child (widget_class, GeneriaWindow, refresh_button);
+  gtk_widget_class_bind_template_child (widget_class, GeneriaWindow, account_button);
   gtk_widget_class_bind_template_child (widget_class, GeneriaWindow, stack);
+  gtk_widget_class_bind_template_child (widget_class, GeneriaWindow, feed_page);
   gtk_widget_class_bind_template_child (widget_class, GeneriaWindow, account_page);
   gtk_widget_class_bind_template_callback (widget_class, on_visible_page_changed);
 
   gtk_widget_class_install_action (widget_class, "win.navigate", "s", navigate_action);
+  gtk_widget_class_install_action (widget_class, "win.new-post", NULL, new_post_action);
+  gtk_widget_class_install_action (widget_class, "win.refresh", NULL, refresh_action);
 }
 
 static void

@@ -2,7 +2,7 @@
 # run-with-node.sh NODE COMMAND [ARGS...]
 #
 # Starts a throwaway generia-node (its embedded PostgreSQL and Redis in a temporary data
-# folder, the gateway on a free port), waits until GET /ready answers 200, runs COMMAND with
+# folder, the gateway and the CDN on free ports), waits until GET /ready answers 200, runs COMMAND with
 # GENERIA_TEST_GATEWAY_URL set to the gateway, stops the node with SIGTERM and returns
 # COMMAND's exit status. The node's log is printed (to stderr) when COMMAND fails.
 set -u
@@ -26,10 +26,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port=$(free_port)
 url="http://127.0.0.1:$port"
+# The CDN that serves the signed media URLs listens on a port of its own.
+cdn_port=$(free_port)
 
-"$node" serve --data-dir "$work/node" --gateway-port "$port" >"$work/node.log" 2>&1 &
+"$node" serve --data-dir "$work/node" --gateway-port "$port" --set "cdn.port=$cdn_port" \
+  >"$work/node.log" 2>&1 &
 node_pid=$!
 
 ready=no

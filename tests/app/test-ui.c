@@ -2,8 +2,9 @@
  *
  * Starts the application in-process, points it at the node in GENERIA_TEST_GATEWAY_URL (see
  * run-with-node.sh), and drives the real widgets the way a person would: registers an
- * account, logs out, fails to log in with a wrong password, logs in, and saves screenshots of
- * the window (rendered by GTK itself) into the build folder. Widgets are found by their id in
+ * account, logs out, fails to log in with a wrong password, logs in, posts a photo (made here,
+ * a gradient) with the composer and sees it lead the feed, and saves screenshots of the
+ * windows (rendered by GTK itself) into the build folder. Widgets are found by their id in
  * the templates, so the test sees what the person sees and needs no hooks in the app.
  *
  * SPDX-License-Identifier: AGPL-3.0-or-later
@@ -12,6 +13,8 @@
 #include <adwaita.h>
 
 #include "generia-application.h"
+#include "generia-composer.h"
+#include "generia-feed-page.h"
 
 #define WAIT_TIMEOUT_SECONDS 60
 
@@ -126,9 +129,9 @@ click (const char *page,
 }
 
 static void
-save_screenshot (const char *name)
+save_window_screenshot (GtkWidget  *window,
+                        const char *name)
 {
-  GtkWidget *window = GTK_WIDGET (gtk_application_get_active_window (GTK_APPLICATION (application)));
   g_autofree char *path = g_test_build_filename (G_TEST_BUILT, name, NULL);
   g_autoptr(GdkPaintable) paintable = NULL;
   g_autoptr(GskRenderNode) node = NULL;
@@ -164,6 +167,13 @@ save_screenshot (const char *name)
 }
 
 static void
+save_screenshot (const char *name)
+{
+  save_window_screenshot (GTK_WIDGET (gtk_application_get_active_window (GTK_APPLICATION (application))),
+                          name);
+}
+
+static void
 test_register_log_out_log_in (void)
 {
   const char *url = g_getenv ("GENERIA_TEST_GATEWAY_URL");
@@ -196,9 +206,11 @@ test_register_log_out_log_in (void)
   g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (error_label)), ==,
                    "Usernames have 3 to 30 characters: letters, digits, “_” and “.”.");
 
-  /* Register for real: the account page shows who is logged in. */
+  /* Register for real: the feed shows, and the account page who is logged in. */
   set_text ("register_page", "username_row", username);
   click ("register_page", "register_button");
+  wait_for_page ("feed");
+  click (NULL, "account_button");
   wait_for_page ("account");
   g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (get_widget ("account_page", "username_label"))),
                    ==, username);
@@ -239,12 +251,165 @@ test_register_log_out_log_in (void)
   /* The right one logs in. */
   set_text ("login_page", "password_row", password);
   click ("login_page", "log_in_button");
+  wait_for_page ("feed");
+  click (NULL, "account_button");
   wait_for_page ("account");
   g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (get_widget ("account_page", "username_label"))),
                    ==, username);
   g_assert_nonnull (generia_application_get_session (application));
 
   save_screenshot ("screenshot-logged-in.png");
+}
+
+/* A 640×480 gradient as a PNG file in the build folder. */
+static GFile *
+write_test_photo (void)
+{
+  g_autofree char *path = g_test_build_filename (G_TEST_BUILT, "test-photo.png", NULL);
+  g_autoptr(GBytes) pixels = NULL;
+  g_autoptr(GdkTexture) texture = NULL;
+  const int width = 640;
+  const int height = 480;
+  guchar *data = g_malloc (width * height * 3);
+
+  for (int y = 0; y < height; y++)
+    for (int x = 0; x < width; x++)
+      {
+        guchar *pixel = data + (y * width + x) * 3;
+
+        pixel[0] = 40 + 200 * x / width;
+        pixel[1] = 60 + 120 * y / height;
+        pixel[2] = 220 - 160 * x / width;
+      }
+
+  pixels = g_bytes_new_take (data, width * height * 3);
+  texture = gdk_memory_texture_new (width, height, GDK_MEMORY_R8G8B8, pixels, width * 3);
+  g_assert_true (gdk_texture_save_to_png (texture, path));
+
+  return g_file_new_for_path (path);
+}
+
+static GeneriaComposer *
+find_composer (void)
+{
+  GListModel *toplevels = gtk_window_get_toplevels ();
+
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr(GObject) window = g_list_model_get_item (toplevels, i);
+
+      if (GENERIA_IS_COMPOSER (window) && gtk_widget_get_visible (GTK_WIDGET (window)))
+        return GENERIA_COMPOSER (window);
+    }
+
+  return NULL;
+}
+
+static gboolean
+composer_is_open (gconstpointer data)
+{
+  return find_composer () != NULL;
+}
+
+static gboolean
+composer_is_closed (gconstpointer data)
+{
+  return find_composer () == NULL;
+}
+
+static gboolean
+is_sensitive (gconstpointer data)
+{
+  return gtk_widget_is_sensitive (GTK_WIDGET (data));
+}
+
+static gboolean
+feed_leads_with (gconstpointer data)
+{
+  GtkWidget *feed_page = get_widget (NULL, "feed_page");
+  GtkStack *stack = GTK_STACK (get_widget ("feed_page", "stack"));
+  GtkWidget *caption_label;
+  GtkWidget *picture;
+
+  if (g_strcmp0 (gtk_stack_get_visible_child_name (stack), "posts") != 0 ||
+      gtk_stack_get_transition_running (stack))
+    return FALSE;
+
+  caption_label = find_widget (feed_page, "caption_label");
+  picture = find_widget (feed_page, "picture");
+
+  return caption_label != NULL && picture != NULL &&
+         g_strcmp0 (gtk_label_get_text (GTK_LABEL (caption_label)), data) == 0 &&
+         GDK_IS_TEXTURE (gtk_picture_get_paintable (GTK_PICTURE (picture)));
+}
+
+static gboolean
+feed_is_empty (gconstpointer data)
+{
+  GtkStack *stack = GTK_STACK (get_widget ("feed_page", "stack"));
+
+  return g_strcmp0 (gtk_stack_get_visible_child_name (stack), "empty") == 0 &&
+         !gtk_stack_get_transition_running (stack);
+}
+
+static void
+test_post_a_photo (void)
+{
+  g_autoptr(GFile) photo = NULL;
+  g_autofree char *caption = g_strdup_printf ("Evening light #gradient #test_%08x", g_random_int ());
+  GeneriaComposer *composer;
+  GtkTextView *caption_view;
+  GtkWidget *share_button;
+  GtkLabel *caption_label;
+  GdkPaintable *texture;
+
+  if (generia_application_get_session (application) == NULL)
+    {
+      g_test_skip ("not logged in: the previous test did not run");
+      return;
+    }
+
+  /* A new node has no posts yet. */
+  gtk_widget_activate_action (get_widget (NULL, "stack"), "win.navigate", "s", "feed");
+  wait_for_page ("feed");
+  wait_until (feed_is_empty, NULL, "the empty feed");
+  save_screenshot ("screenshot-feed-empty.png");
+
+  click (NULL, "new_post_button");
+  wait_until (composer_is_open, NULL, "the composer");
+  composer = find_composer ();
+  share_button = find_widget (GTK_WIDGET (composer), "share_button");
+  g_assert_false (gtk_widget_is_sensitive (share_button));
+
+  /* What the file chooser would do. */
+  photo = write_test_photo ();
+  generia_composer_set_file (composer, photo);
+  wait_until (is_sensitive, share_button, "the photo to be read");
+  g_assert_true (gtk_widget_get_visible (find_widget (GTK_WIDGET (composer), "preview")));
+
+  caption_view = GTK_TEXT_VIEW (find_widget (GTK_WIDGET (composer), "caption_view"));
+  gtk_text_buffer_set_text (gtk_text_view_get_buffer (caption_view), caption, -1);
+  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (find_widget (GTK_WIDGET (composer), "counter_label"))),
+                   ==, "38/2200");
+  save_window_screenshot (GTK_WIDGET (composer), "screenshot-composer.png");
+
+  g_signal_emit_by_name (share_button, "clicked");
+  wait_until (composer_is_closed, NULL, "the composer to close");
+  wait_until (feed_leads_with, caption, "the new post with its image at the top of the feed");
+
+  caption_label = GTK_LABEL (find_widget (get_widget (NULL, "feed_page"), "caption_label"));
+  g_assert_cmpstr (gtk_label_get_text (caption_label), ==, caption);
+  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (find_widget (get_widget (NULL, "feed_page"), "username_label"))),
+                   ==, generia_user_get_username (generia_session_get_user (generia_application_get_session (application))));
+  texture = gtk_picture_get_paintable (GTK_PICTURE (find_widget (get_widget (NULL, "feed_page"), "picture")));
+  g_assert_cmpint (gdk_paintable_get_intrinsic_width (texture) * 480, ==,
+                   gdk_paintable_get_intrinsic_height (texture) * 640);
+  g_assert_cmpuint (g_list_model_get_n_items (generia_feed_page_get_posts (GENERIA_FEED_PAGE (get_widget (NULL, "feed_page")))),
+                    ==, 1);
+
+  save_screenshot ("screenshot-feed.png");
+  /* The image takes its room in the row: as wide as the card, at its own aspect ratio. */
+  g_assert_cmpint (gtk_widget_get_height (find_widget (get_widget (NULL, "feed_page"), "picture")), >, 100);
 }
 
 int
@@ -262,6 +427,7 @@ main (int   argc,
   g_application_activate (G_APPLICATION (application));
 
   g_test_add_func ("/generia/ui/register-log-out-log-in", test_register_log_out_log_in);
+  g_test_add_func ("/generia/ui/post-a-photo", test_post_a_photo);
 
   status = g_test_run ();
 
