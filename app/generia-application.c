@@ -1,9 +1,10 @@
 /* generia-application.c: the app: settings, the client, the stored session
  *
- * GeneriaApplication owns what outlives a window: the GSettings, the one GeneriaClient, the
- * session store, and the session itself ("session", NULL when logged out). Windows watch
- * "session" to choose their page and listen to "message" to show what happened in the
- * background (a restored session that could not be checked, a keyring that is missing).
+ * GeneriaApplication owns what outlives a window: the GSettings, the one GeneriaClient and its
+ * image loader (so that every window shares one image cache), the session store, and the
+ * session itself ("session", NULL when logged out). Windows watch "session" to choose their
+ * page and listen to "message" to show what happened in the background (a restored session
+ * that could not be checked, a keyring that is missing).
  *
  * On start-up a stored session is restored at once, so the account page shows the cached user
  * even offline, and then `me` is asked for fresh details (refreshing the access token if it
@@ -27,6 +28,7 @@ struct _GeneriaApplication
 
   GSettings           *settings;
   GeneriaClient       *client;
+  GeneriaImageLoader  *image_loader;
   GeneriaSessionStore *store;
   GeneriaSession      *session;
   GCancellable        *cancellable;
@@ -299,6 +301,7 @@ generia_application_startup (GApplication *application)
   self->settings = g_settings_new (APP_ID);
   self->client = generia_client_new (NULL);
   g_settings_bind (self->settings, "server-url", self->client, "server-url", G_SETTINGS_BIND_GET);
+  self->image_loader = generia_image_loader_new (self->client);
   self->store = generia_session_store_new (NULL);
   self->cancellable = g_cancellable_new ();
 
@@ -336,6 +339,7 @@ generia_application_dispose (GObject *object)
     g_signal_handlers_disconnect_by_func (self->session, on_session_changed, self);
 
   g_clear_object (&self->session);
+  g_clear_object (&self->image_loader);
   g_clear_object (&self->client);
   g_clear_object (&self->store);
   g_clear_object (&self->settings);
@@ -468,6 +472,19 @@ generia_application_get_client (GeneriaApplication *self)
   g_return_val_if_fail (GENERIA_IS_APPLICATION (self), NULL);
 
   return self->client;
+}
+
+/**
+ * generia_application_get_image_loader:
+ *
+ * Returns: (transfer none): the loader, and cache, of the images the app shows
+ */
+GeneriaImageLoader *
+generia_application_get_image_loader (GeneriaApplication *self)
+{
+  g_return_val_if_fail (GENERIA_IS_APPLICATION (self), NULL);
+
+  return self->image_loader;
 }
 
 /**

@@ -8,6 +8,7 @@
 #include <adwaita.h>
 
 #include "generia-client.h"
+#include "generia-image-loader.h"
 #include "generia-session-store.h"
 
 G_BEGIN_DECLS
@@ -20,6 +21,7 @@ G_DECLARE_FINAL_TYPE (GeneriaApplication, generia_application, GENERIA, APPLICAT
 GeneriaApplication  *generia_application_new               (void);
 GSettings           *generia_application_get_settings      (GeneriaApplication   *self);
 GeneriaClient       *generia_application_get_client        (GeneriaApplication   *self);
+GeneriaImageLoader  *generia_application_get_image_loader  (GeneriaApplication   *self);
 GeneriaSessionStore *generia_application_get_session_store (GeneriaApplication   *self);
 GeneriaSession      *generia_application_get_session       (GeneriaApplication   *self);
 void                 generia_application_log_in_async      (GeneriaApplication   *self,

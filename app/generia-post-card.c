@@ -1,10 +1,11 @@
 /* generia-post-card.c: one post in the feed
  *
  * The author, how long ago the post was made, its image, a hint when it is a carousel, and the
- * caption with its hashtags in bold. The image is the post's signed media URL, fetched with
- * the app's client; until it arrives an empty paintable of the image's size keeps its place,
- * so that the list does not jump. The feed's list view recycles cards: setting another post
- * cancels the download of the previous one.
+ * caption with its hashtags in bold. The image is the post's signed media URL, loaded with
+ * the app's image loader: a card scrolled back into view finds it in the loader's cache and
+ * shows it at once; otherwise an empty paintable of the image's size keeps its place until it
+ * arrives, so that the list does not jump. The feed's list view recycles cards: setting another
+ * post cancels the previous one's wait for its image.
  *
  * SPDX-License-Identifier: AGPL-3.0-or-later
  */
@@ -114,17 +115,16 @@ caption_markup (const char *caption)
 }
 
 static void
-on_image_downloaded (GObject      *object,
-                     GAsyncResult *result,
-                     gpointer      user_data)
+on_image_loaded (GObject      *object,
+                 GAsyncResult *result,
+                 gpointer      user_data)
 {
   g_autoptr(GeneriaPostCard) self = user_data;
-  g_autoptr(GBytes) bytes = NULL;
   g_autoptr(GdkTexture) texture = NULL;
   g_autoptr(GError) error = NULL;
 
-  if (!(bytes = generia_client_download_finish (GENERIA_CLIENT (object), result, &error)) ||
-      !(texture = gdk_texture_new_from_bytes (bytes, &error)))
+  if (!(texture = generia_image_loader_load_finish (GENERIA_IMAGE_LOADER (object), result,
+                                                    &error)))
     {
       /* The placeholder stays: the feed is still worth reading without one image. */
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -139,7 +139,9 @@ static void
 show_post (GeneriaPostCard *self)
 {
   GeneriaPost *post = self->post;
-  GeneriaClient *client = generia_application_get_client (GENERIA_APPLICATION_DEFAULT);
+  GeneriaImageLoader *loader = generia_application_get_image_loader (GENERIA_APPLICATION_DEFAULT);
+  const char *media_url;
+  g_autoptr(GdkTexture) cached = NULL;
   g_autoptr(GdkPaintable) placeholder = NULL;
   g_autofree char *time = NULL;
   g_autofree char *markup = NULL;
@@ -171,6 +173,13 @@ show_post (GeneriaPostCard *self)
   gtk_label_set_text (self->photos_label, photos != NULL ? photos : "");
   gtk_widget_set_visible (GTK_WIDGET (self->photos_label), photos != NULL);
 
+  media_url = generia_post_get_media_url (post);
+  if (media_url != NULL && (cached = generia_image_loader_lookup (loader, media_url)) != NULL)
+    {
+      gtk_picture_set_paintable (self->picture, GDK_PAINTABLE (cached));
+      return;
+    }
+
   if (generia_post_get_width (post) > 0 && generia_post_get_height (post) > 0)
     placeholder = gdk_paintable_new_empty (generia_post_get_width (post),
                                            generia_post_get_height (post));
@@ -178,12 +187,11 @@ show_post (GeneriaPostCard *self)
     placeholder = gdk_paintable_new_empty (1, 1);
   gtk_picture_set_paintable (self->picture, placeholder);
 
-  if (generia_post_get_media_url (post) != NULL)
+  if (media_url != NULL)
     {
       self->image_cancellable = g_cancellable_new ();
-      generia_client_download_async (client, generia_post_get_media_url (post),
-                                     self->image_cancellable, on_image_downloaded,
-                                     g_object_ref (self));
+      generia_image_loader_load_async (loader, media_url, self->image_cancellable,
+                                       on_image_loaded, g_object_ref (self));
     }
 }
 
