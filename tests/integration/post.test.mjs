@@ -532,7 +532,12 @@ describe('the media service unreachable', () => {
     const done = await call(posts, 'DeletePost', { post_id: id }, { token: alice.token });
     assert.equal(done.deleted, true);
     assert.equal(sql(`SELECT count(*) FROM post.posts WHERE id = '${id}'`), '0');
-    const warning = stack.node.output().split('\n').find((line) => line.includes(id) && line.includes('DeleteMedia'));
+    // The node's output arrives through a pipe: give the warning a moment to be read.
+    const findWarning = () => stack.node.output().split('\n').find((line) => line.includes(id) && line.includes('DeleteMedia'));
+    for (let waited = 0; !findWarning() && waited < 5000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const warning = findWarning();
     assert.ok(warning, `no warning about post ${id}'s media in the node's log`);
     assert.match(warning, /level=warn/);
     assert.ok(warning.includes(mediaIds), `the warning names the media ${mediaIds}: ${warning}`);
@@ -555,6 +560,10 @@ describe('the media service unreachable', () => {
       assert.ok(Date.now() < deadline, `the outbox was not emptied:\n${stack.node.output().slice(-2000)}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    assert.match(stack.node.output(), /deleted the media of \d+ deleted posts on retry/);
+    // The retry logs once its round is done, just after it cleared the row.
+    while (!/deleted the media of \d+ deleted posts on retry/.test(stack.node.output())) {
+      assert.ok(Date.now() < deadline, `the retry did not report:\n${stack.node.output().slice(-2000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   });
 });
