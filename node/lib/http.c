@@ -40,6 +40,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <microhttpd.h>
 #include <gio/gio.h>
 
@@ -72,6 +74,10 @@ struct gn_http_server {
   void *auth_data;
   gn_http_observer observer;
   void *observer_data;
+  gn_http_admit admit;
+  void *admit_data;
+  char *public_url;           /* without a trailing slash; NULL: from each request */
+  GPtrArray *trusted_proxies; /* of GInetAddressMask; NULL when none */
   void *data;
 };
 
@@ -120,6 +126,13 @@ typedef struct {
   response_header **headers_tail;
   size_t bytes_out;
   bool queue_failed;
+
+  /* While a hook runs before the body is read, its answer is held here instead of queued:
+   * queued on the first call it would cost the keep-alive (see the top of this file). */
+  bool hold_answer;
+  struct MHD_Response *held;
+  int held_status;
+  bool from_trusted_proxy; /* the peer is one of the server's trusted proxies */
 } request_context;
 
 static _Thread_local char last_mhd_error[256];
@@ -340,8 +353,32 @@ queue_response (gn_http_request *request, int status, const char *content_type,
     gn_warn ("a response header of %s %s was refused (invalid characters?)", request->method,
              request->path);
 
+  if (context->hold_answer) {
+    context->held = response;
+    context->held_status = status;
+    return;
+  }
   if (MHD_queue_response (request->connection, (unsigned)status, response) != MHD_YES) {
     gn_error ("cannot queue the %d answer to %s %s", status, request->method, request->path);
+    context->queue_failed = true;
+  }
+  MHD_destroy_response (response);
+}
+
+/* Queues the answer a hook gave while answers were held (if any). */
+static void
+release_held_answer (request_context *context)
+{
+  struct MHD_Response *response = context->held;
+
+  context->hold_answer = false;
+  if (response == NULL)
+    return;
+  context->held = NULL;
+  if (MHD_queue_response (context->request.connection, (unsigned)context->held_status, response)
+      != MHD_YES) {
+    gn_error ("cannot queue the %d answer to %s %s", context->held_status, context->request.method,
+              context->request.path);
     context->queue_failed = true;
   }
   MHD_destroy_response (response);
@@ -440,6 +477,164 @@ gn_http_param (gn_http_request *request, const char *name)
     if (strcmp (request->params[i].name, name) == 0)
       return request->params[i].value;
   return NULL;
+}
+
+/* ---- addresses: the client's, and the URL it used ---- */
+
+static bool
+address_is_trusted (gn_http_server *server, GInetAddress *address)
+{
+  if (server->trusted_proxies == NULL || address == NULL)
+    return false;
+  for (guint i = 0; i < server->trusted_proxies->len; i++)
+    if (g_inet_address_mask_matches (server->trusted_proxies->pdata[i], address))
+      return true;
+  return false;
+}
+
+static GInetAddress *
+sockaddr_to_inet (const struct sockaddr *native)
+{
+  gsize len;
+  g_autoptr (GSocketAddress) address = NULL;
+
+  if (native == NULL)
+    return NULL;
+  if (native->sa_family == AF_INET)
+    len = sizeof (struct sockaddr_in);
+  else if (native->sa_family == AF_INET6)
+    len = sizeof (struct sockaddr_in6);
+  else
+    return NULL;
+  address = g_socket_address_new_from_native ((gpointer)native, len);
+  if (address == NULL || !G_IS_INET_SOCKET_ADDRESS (address))
+    return NULL;
+  return g_object_ref (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address)));
+}
+
+/* X-Forwarded-For lists the client first and each proxy's peer after it: the client is the
+ * rightmost address that is not itself a trusted proxy. */
+static const char *
+forwarded_client (request_context *context, const char *forwarded_for)
+{
+  g_auto (GStrv) hops = NULL;
+  const char *client = NULL;
+  guint n;
+
+  if (forwarded_for == NULL || strlen (forwarded_for) > 1024)
+    return NULL;
+  hops = g_strsplit (forwarded_for, ",", 32);
+  n = g_strv_length (hops);
+  for (guint i = n; i-- > 0;) {
+    g_autoptr (GInetAddress) hop = g_inet_address_new_from_string (g_strstrip (hops[i]));
+
+    if (hop == NULL)
+      break;
+    client = gn_arena_strdup (context->request.arena, hops[i]);
+    if (!address_is_trusted (context->server, hop))
+      break;
+  }
+  return client;
+}
+
+static void
+resolve_client (request_context *context)
+{
+  gn_http_request *request = &context->request;
+  const union MHD_ConnectionInfo *info
+      = MHD_get_connection_info (request->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  g_autoptr (GInetAddress) peer = sockaddr_to_inet (info != NULL ? info->client_addr : NULL);
+  g_autofree char *text = peer != NULL ? g_inet_address_to_string (peer) : NULL;
+  const char *forwarded = NULL;
+
+  request->client_ip = gn_arena_strdup (request->arena, text != NULL ? text : "unknown");
+  context->from_trusted_proxy = address_is_trusted (context->server, peer);
+  if (context->from_trusted_proxy)
+    forwarded = forwarded_client (context, gn_http_header (request, "X-Forwarded-For"));
+  if (forwarded != NULL)
+    request->client_ip = forwarded;
+}
+
+/* A Host value we are willing to put into URLs: a name or address with an optional port. */
+static bool
+host_is_sane (const char *host)
+{
+  size_t n = 0;
+
+  if (host == NULL)
+    return false;
+  for (; host[n] != '\0'; n++) {
+    char c = host[n];
+
+    if (n == 255
+        || !(g_ascii_isalnum (c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']'
+             || c == '_'))
+      return false;
+  }
+  return n > 0;
+}
+
+/* The first element of a comma-separated header value, trimmed, from the arena. */
+static char *
+first_value (gn_arena *arena, const char *value)
+{
+  const char *end;
+
+  if (value == NULL)
+    return NULL;
+  end = strchr (value, ',');
+  return g_strstrip (end != NULL ? gn_arena_strndup (arena, value, (size_t)(end - value))
+                                 : gn_arena_strdup (arena, value));
+}
+
+static const char *
+local_host (gn_http_request *request)
+{
+  const union MHD_ConnectionInfo *info
+      = MHD_get_connection_info (request->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+  struct sockaddr_storage native;
+  socklen_t len = sizeof native;
+  g_autoptr (GInetAddress) address = NULL;
+  g_autofree char *text = NULL;
+  int port;
+
+  if (info == NULL || getsockname (info->connect_fd, (struct sockaddr *)&native, &len) != 0)
+    return "localhost";
+  address = sockaddr_to_inet ((struct sockaddr *)&native);
+  if (address == NULL)
+    return "localhost";
+  text = g_inet_address_to_string (address);
+  port = native.ss_family == AF_INET6 ? ntohs (((struct sockaddr_in6 *)&native)->sin6_port)
+                                      : ntohs (((struct sockaddr_in *)&native)->sin_port);
+  if (g_inet_address_get_family (address) == G_SOCKET_FAMILY_IPV6)
+    return gn_arena_printf (request->arena, "[%s]:%d", text, port);
+  return gn_arena_printf (request->arena, "%s:%d", text, port);
+}
+
+const char *
+gn_http_base_url (gn_http_request *request)
+{
+  request_context *context = context_of (request);
+  const char *scheme = "http";
+  const char *host = NULL;
+
+  if (context->server->public_url != NULL)
+    return context->server->public_url;
+  if (context->from_trusted_proxy) {
+    char *proto = first_value (request->arena, gn_http_header (request, "X-Forwarded-Proto"));
+    char *forwarded_host
+        = first_value (request->arena, gn_http_header (request, "X-Forwarded-Host"));
+
+    if (proto != NULL && (g_ascii_strcasecmp (proto, "https") == 0))
+      scheme = "https";
+    if (host_is_sane (forwarded_host))
+      host = forwarded_host;
+  }
+  if (host == NULL && host_is_sane (gn_http_header (request, MHD_HTTP_HEADER_HOST)))
+    host = gn_http_header (request, MHD_HTTP_HEADER_HOST);
+  if (host == NULL)
+    host = local_host (request);
+  return gn_arena_printf (request->arena, "%s://%s", scheme, host);
 }
 
 /* ---- the request's life ---- */
@@ -705,6 +900,29 @@ respond_preflight (request_context *context)
   gn_http_respond (request, 204, NULL, NULL, 0);
 }
 
+/* A hook answered before the body was read.  The body is never stored.  A small body
+ * (declared, at most HOOK_DISCARD_MAX) is read and thrown away, and the answer waits for the
+ * final call, so the client reads it and the connection stays open.  A client that waits for
+ * "100 Continue", or that is about to send more, gets the answer now: libmicrohttpd then
+ * closes the connection instead of reading the body. */
+#define HOOK_DISCARD_MAX (1024 * 1024)
+
+static enum MHD_Result
+answered_before_body (request_context *context, bool has_body, gint64 content_length)
+{
+  gn_http_request *request = &context->request;
+  const char *expect = gn_http_header (request, MHD_HTTP_HEADER_EXPECT);
+
+  if (request->status == 0) {
+    gn_error ("a hook of %s %s refused without answering", request->method, request->path);
+    respond_error_message (request, 500, "internal_error", "Internal error");
+  }
+  if (!has_body || (expect == NULL && content_length >= 0 && content_length <= HOOK_DISCARD_MAX))
+    return MHD_YES;
+  release_held_answer (context);
+  return context->queue_failed ? MHD_NO : MHD_YES;
+}
+
 static enum MHD_Result
 start_request (request_context *context, struct MHD_Connection *connection, const char *method)
 {
@@ -731,6 +949,7 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
 
   request->problem_json = accept_asks_for_problem_json (gn_http_header (request, "Accept"));
   request->authorization = gn_http_header (request, MHD_HTTP_HEADER_AUTHORIZATION);
+  resolve_client (context);
   context->origin = allowed_origin (server, gn_http_header (request, "Origin"));
 
   query = strchr (context->target, '?');
@@ -787,6 +1006,14 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
   if (context->pending_status != 0)
     return MHD_YES;
 
+  if (server->admit != NULL) {
+    context->hold_answer = true;
+    bool admitted = server->admit (server->admit_data, request);
+    if (!admitted || request->status != 0)
+      return answered_before_body (context, has_body, content_length);
+    context->hold_answer = false;
+  }
+
   if (request->route->flags & GN_ROUTE_MULTIPART) {
     const char *type = gn_http_header (request, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (type == NULL || !ascii_has_prefix_nocase (type, "multipart/form-data")) {
@@ -805,6 +1032,14 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
       && !content_type_is_json (gn_http_header (request, MHD_HTTP_HEADER_CONTENT_TYPE))) {
     set_pending (context, 415, "unsupported_media_type", "The request body must be JSON");
     return MHD_YES;
+  }
+
+  if (request->route->precheck != NULL) {
+    context->hold_answer = true;
+    bool go_on = request->route->precheck (request, request->route->data);
+    if (!go_on || request->status != 0)
+      return answered_before_body (context, has_body, content_length);
+    context->hold_answer = false;
   }
 
   if (content_length > 0) {
@@ -838,8 +1073,10 @@ finish_request (request_context *context)
     context->spool_fd = -1;
   }
 
-  if (request->status != 0) /* answered on the first call (413) */
-    return MHD_YES;
+  if (request->status != 0) { /* answered before the body: 413, or a hook's answer */
+    release_held_answer (context);
+    return context->queue_failed ? MHD_NO : MHD_YES;
+  }
   if (context->pending_status != 0) {
     respond_error_message (request, context->pending_status, context->pending_code,
                            context->pending_message);
@@ -921,6 +1158,10 @@ request_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
 
   discard_spool (context);
   free_form (context);
+  if (context->held != NULL) {
+    MHD_destroy_response (context->held);
+    context->held = NULL;
+  }
 
   report.method = request->method != NULL ? request->method : "-";
   report.route = request->route != NULL ? request->route->name : "-";
@@ -994,6 +1235,9 @@ server_free (gn_http_server *server)
   g_free (server->name);
   g_free (server->spool_dir);
   g_strfreev (server->cors_origins);
+  g_free (server->public_url);
+  if (server->trusted_proxies != NULL)
+    g_ptr_array_unref (server->trusted_proxies);
   g_free (server);
 }
 
@@ -1056,6 +1300,31 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
   server->observer = options->observer;
   server->observer_data = options->observer_data;
   server->data = options->data;
+  server->admit = options->admit;
+  server->admit_data = options->admit_data;
+  if (options->public_url != NULL && options->public_url[0] != '\0') {
+    server->public_url = g_strdup (options->public_url);
+    while (g_str_has_suffix (server->public_url, "/"))
+      server->public_url[strlen (server->public_url) - 1] = '\0';
+  }
+  if (options->trusted_proxies != NULL && options->trusted_proxies[0] != '\0') {
+    g_auto (GStrv) blocks = g_strsplit (options->trusted_proxies, ",", -1);
+
+    server->trusted_proxies = g_ptr_array_new_with_free_func (g_object_unref);
+    for (char **block = blocks; *block != NULL; block++) {
+      GInetAddressMask *mask;
+
+      if (g_strstrip (*block)[0] == '\0')
+        continue;
+      mask = g_inet_address_mask_new_from_string (*block, error);
+      if (mask == NULL) {
+        g_prefix_error (error, "trusted proxies: ");
+        server_free (server);
+        return NULL;
+      }
+      g_ptr_array_add (server->trusted_proxies, mask);
+    }
+  }
 
   last_mhd_error[0] = '\0';
   /* The pool size is only given in pool mode: libmicrohttpd warns about it otherwise. */

@@ -42,12 +42,20 @@ struct gn_http_request {
   char request_id[65];             /* the client's X-Request-Id (<= 64 safe characters) or a UUID */
   const char *authorization;       /* raw header value, NULL if absent */
   const char *user_id;             /* verified bearer token's subject, or NULL */
+  const char *client_ip;           /* the peer's address; when the peer is a trusted proxy, the
+                                    * client it names in X-Forwarded-For */
   bool problem_json;               /* the client asked for application/problem+json errors */
   int status;                      /* set by gn_http_respond_*; 0 until then */
   void *server_data;               /* gn_http_server_options.data */
 };
 
 typedef bool (*gn_http_authenticator) (void *data, const char *token, char user_id[64]);
+
+/* Admission: called for every request that matched a route, once the headers are in and the
+ * bearer token was checked, before any body byte is read (rate limits attach here).  Returns
+ * true to go on; false after answering with gn_http_respond_*(), and then the body is not read
+ * (a request with a body gets "Connection: close"). */
+typedef bool (*gn_http_admit) (void *data, gn_http_request *request);
 
 typedef struct {
   const char *method;
@@ -78,6 +86,12 @@ typedef struct {
   bool blocking_handlers;   /* handlers wait on upstream calls: one thread per connection
                              * instead of the epoll pool (`threads` is then unused) */
   int max_connections;      /* concurrent connections (default 1024); more are refused */
+  gn_http_admit admit;      /* optional, see gn_http_admit */
+  void *admit_data;
+  const char *public_url;      /* how clients reach this server ("https://photos.example.org");
+                                * NULL or "": derived from each request, see gn_http_base_url */
+  const char *trusted_proxies; /* comma-separated addresses or CIDR blocks ("127.0.0.1,
+                                * 10.0.0.0/8") whose X-Forwarded-For/-Host/-Proto are believed */
 } gn_http_server_options;
 
 typedef struct gn_http_server gn_http_server;
@@ -90,6 +104,13 @@ void gn_http_server_stop (gn_http_server *server);
 const char *gn_http_header (gn_http_request *request, const char *name);
 const char *gn_http_query (gn_http_request *request, const char *name);
 const char *gn_http_param (gn_http_request *request, const char *name);
+
+/* The base URL the client used to reach this server, without a trailing slash
+ * ("http://192.168.1.20:8080"): the configured public_url if set; otherwise from the request,
+ * X-Forwarded-Proto and X-Forwarded-Host when the peer is a trusted proxy, else the Host
+ * header (checked: a host name or address with an optional port), else the address the
+ * connection came in on.  Allocated from the request's arena. */
+const char *gn_http_base_url (gn_http_request *request);
 
 /* A non-file field of a GN_ROUTE_MULTIPART request (NULL if absent). */
 const char *gn_http_form_field (gn_http_request *request, const char *name);

@@ -15,6 +15,9 @@
 
 typedef struct gn_http_request gn_http_request;
 typedef void (*gn_http_handler) (gn_http_request *request, void *data);
+/* A route's check before its body is read (see gn_route.precheck): true to go on, false after
+ * answering with gn_http_respond_*(). */
+typedef bool (*gn_http_precheck) (gn_http_request *request, void *data);
 
 enum {
   GN_ROUTE_AUTH_REQUIRED = 1 << 0, /* 401 unless a valid bearer token is present */
@@ -32,7 +35,11 @@ typedef struct {
   gn_http_handler handler;
   void *data;
   unsigned flags;
-  size_t max_body;  /* 0 = the server's default */
+  size_t max_body; /* 0 = the server's default */
+  /* Optional: runs once the headers are in and the token was checked, before any body byte is
+   * read, and may block (a call to the service that can tell whether an upload URL is valid).
+   * When it answers, the body is not read at all. */
+  gn_http_precheck precheck;
   const char *name; /* for logs and metrics: the pattern */
 } gn_route;
 

@@ -137,6 +137,39 @@ handle_form (gn_http_request *request, void *data)
   gn_http_respond_json (request, 201, text, len);
 }
 
+static void
+handle_whereami (gn_http_request *request, void *data)
+{
+  gn_arena *arena = request->arena;
+  char *body = gn_arena_printf (arena, "{\"base\":%s,\"ip\":%s}",
+                                gn_http_json_quote (arena, gn_http_base_url (request)),
+                                gn_http_json_quote (arena, request->client_ip));
+  gn_http_respond_json (request, 200, body, strlen (body));
+}
+
+/* Admission refuses requests that carry "X-Deny" (a stand-in for a rate limit). */
+static bool
+admit (void *data, gn_http_request *request)
+{
+  if (gn_http_header (request, "X-Deny") == NULL)
+    return true;
+  gn_http_add_header (request, "Retry-After", "7");
+  gn_http_respond_error (request, 429, "rate_limited", "Too many requests");
+  return false;
+}
+
+/* The precheck of PUT /checked/{name} lets only ?key=open through. */
+static bool
+precheck_key (gn_http_request *request, void *data)
+{
+  const char *key = gn_http_query (request, "key");
+
+  if (key != NULL && strcmp (key, "open") == 0)
+    return true;
+  gn_http_respond_error (request, 403, "invalid_signature", "Bad key");
+  return false;
+}
+
 static bool
 authenticate (void *data, const char *token, char user_id[64])
 {
@@ -179,6 +212,11 @@ fixture_setup (fixture *f, gconstpointer data)
   route->max_body = UPLOAD_MAX;
   route = gn_router_add (f->router, "POST", "/form", handle_form, NULL, GN_ROUTE_MULTIPART);
   route->max_body = UPLOAD_MAX;
+  route
+      = gn_router_add (f->router, "PUT", "/checked/{name}", handle_upload, NULL, GN_ROUTE_RAW_BODY);
+  route->max_body = UPLOAD_MAX;
+  route->precheck = precheck_key;
+  gn_router_add (f->router, "GET", "/whereami", handle_whereami, NULL, 0);
 
   f->spool_dir = g_dir_make_tmp ("test-http-spool-XXXXXX", &error);
   g_assert_no_error (error);
@@ -196,6 +234,7 @@ fixture_setup (fixture *f, gconstpointer data)
     .authenticate = authenticate,
     .observer = observe,
     .connection_timeout_s = GPOINTER_TO_INT (data),
+    .admit = admit,
   };
   f->server = gn_http_server_start (&options, &error);
   g_assert_no_error (error);
@@ -901,6 +940,150 @@ put_upload (fixture *f, const char *path, gsize size, gboolean chunked, reply *r
   send_message (f, msg, r);
 }
 
+/* A refusal by the admission hook: the handler never runs, a request without a body keeps its
+ * connection, one with a body is answered at once without its body being read. */
+static void
+test_admit (fixture *f, gconstpointer data)
+{
+  g_auto (reply) refused = { 0 };
+  g_auto (reply) after = { 0 };
+  g_auto (reply) refused_body = { 0 };
+  SoupMessage *msg = new_message (f, "GET", "/items/1");
+
+  soup_message_headers_append (soup_message_get_request_headers (msg), "X-Deny", "1");
+  send_message (f, msg, &refused);
+  g_assert_cmpint (status_of (&refused), ==, 429);
+  g_assert_cmpstr (header_of (&refused, "Retry-After"), ==, "7");
+  g_assert_null (header_of (&refused, "X-Item"));
+  g_assert_null (header_of (&refused, "Connection"));
+  do_get (f, "/items/1", &after);
+  g_assert_cmpint (status_of (&after), ==, 200);
+  g_assert_cmpuint (soup_message_get_connection_id (refused.msg), ==,
+                    soup_message_get_connection_id (after.msg));
+
+  msg = new_message (f, "PUT", "/upload/big");
+  soup_message_headers_append (soup_message_get_request_headers (msg), "X-Deny", "1");
+  g_clear_pointer (&seen_spool_path, g_free);
+  g_autoptr (GBytes) bytes
+      = g_bytes_new_take (g_malloc0 (2 * SPOOL_THRESHOLD), 2 * SPOOL_THRESHOLD);
+  soup_message_set_request_body_from_bytes (msg, "image/jpeg", bytes);
+  send_message (f, msg, &refused_body);
+  g_assert_cmpint (status_of (&refused_body), ==, 429);
+  g_assert_null (seen_spool_path);
+}
+
+/* A route's precheck runs before the body is read: a refused upload never reaches the disk. */
+static void
+test_precheck (fixture *f, gconstpointer data)
+{
+  g_auto (reply) refused = { 0 };
+  g_auto (reply) accepted = { 0 };
+
+  g_clear_pointer (&seen_spool_path, g_free);
+  put_upload (f, "/checked/a?key=wrong", 2 * SPOOL_THRESHOLD, FALSE, &refused);
+  g_assert_cmpint (status_of (&refused), ==, 403);
+  g_assert_null (seen_spool_path);
+  g_assert_true (dir_is_empty (f->spool_dir));
+
+  put_upload (f, "/checked/a?key=open", 2 * SPOOL_THRESHOLD, FALSE, &accepted);
+  g_assert_cmpint (status_of (&accepted), ==, 201);
+  g_assert_nonnull (seen_spool_path);
+
+  /* A client that waits for "100 Continue" before a large body is answered without sending it. */
+  g_auto (reply) waiting = { 0 };
+  SoupMessage *msg = new_message (f, "PUT", "/checked/b?key=wrong");
+  g_autoptr (GBytes) bytes = g_bytes_new_take (g_malloc0 (UPLOAD_MAX / 2), UPLOAD_MAX / 2);
+  soup_message_headers_set_expectations (soup_message_get_request_headers (msg),
+                                         SOUP_EXPECTATION_CONTINUE);
+  soup_message_set_request_body_from_bytes (msg, "image/jpeg", bytes);
+  g_clear_pointer (&seen_spool_path, g_free);
+  send_message (f, msg, &waiting);
+  g_assert_cmpint (status_of (&waiting), ==, 403);
+  g_assert_null (seen_spool_path);
+}
+
+/* Where a client is and which URL it used: from the connection and Host, and from
+ * X-Forwarded-* only when the peer is a trusted proxy; a configured public URL wins. */
+static void
+check_whereami (const char *base, const char *host, const char *forwarded_for,
+                const char *forwarded_host, const char *want_base, const char *want_ip)
+{
+  g_autoptr (SoupSession) session = soup_session_new ();
+  g_autofree char *uri = g_strconcat (base, "/whereami", NULL);
+  g_autoptr (SoupMessage) msg = soup_message_new ("GET", uri);
+  SoupMessageHeaders *headers = soup_message_get_request_headers (msg);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) body = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+
+  if (host != NULL)
+    soup_message_headers_replace (headers, "Host", host);
+  if (forwarded_for != NULL)
+    soup_message_headers_append (headers, "X-Forwarded-For", forwarded_for);
+  if (forwarded_host != NULL) {
+    soup_message_headers_append (headers, "X-Forwarded-Host", forwarded_host);
+    soup_message_headers_append (headers, "X-Forwarded-Proto", "https");
+  }
+  body = soup_session_send_and_read (session, msg, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (soup_message_get_status (msg), ==, 200);
+  json_parser_load_from_data (parser, g_bytes_get_data (body, NULL),
+                              (gssize)g_bytes_get_size (body), &error);
+  g_assert_no_error (error);
+  JsonObject *object = json_node_get_object (json_parser_get_root (parser));
+  g_assert_cmpstr (json_object_get_string_member (object, "base"), ==, want_base);
+  g_assert_cmpstr (json_object_get_string_member (object, "ip"), ==, want_ip);
+}
+
+static void
+test_addresses (void)
+{
+  g_autoptr (GError) error = NULL;
+  gn_router *router = gn_router_new ();
+  gn_http_server_options options = {
+    .name = "test", .address = "127.0.0.1", .router = router, .trusted_proxies = "10.0.0.0/8"
+  };
+  gn_http_server *untrusted, *trusted, *configured;
+  g_autofree char *untrusted_base = NULL, *trusted_base = NULL, *configured_base = NULL;
+  g_autofree char *local = NULL;
+
+  gn_router_add (router, "GET", "/whereami", handle_whereami, NULL, 0);
+  untrusted = gn_http_server_start (&options, &error);
+  g_assert_no_error (error);
+  options.trusted_proxies = "::1, 127.0.0.0/8";
+  trusted = gn_http_server_start (&options, &error);
+  g_assert_no_error (error);
+  options.public_url = "https://photos.example.org/";
+  configured = gn_http_server_start (&options, &error);
+  g_assert_no_error (error);
+  untrusted_base = g_strdup_printf ("http://127.0.0.1:%d", gn_http_server_port (untrusted));
+  trusted_base = g_strdup_printf ("http://127.0.0.1:%d", gn_http_server_port (trusted));
+  configured_base = g_strdup_printf ("http://127.0.0.1:%d", gn_http_server_port (configured));
+
+  check_whereami (untrusted_base, "192.168.1.20:8080", NULL, NULL, "http://192.168.1.20:8080",
+                  "127.0.0.1");
+  /* Forwarded headers from a peer that is not a trusted proxy are ignored. */
+  check_whereami (untrusted_base, "lan-host:8080", "203.0.113.7", "evil.example",
+                  "http://lan-host:8080", "127.0.0.1");
+  /* A Host that cannot be a host name falls back to the address the connection came in on. */
+  local = g_strdup_printf ("http://127.0.0.1:%d", gn_http_server_port (untrusted));
+  check_whereami (untrusted_base, "evil.example/x?y", NULL, NULL, local, "127.0.0.1");
+  /* Behind a trusted proxy: the client is the rightmost untrusted hop. */
+  check_whereami (trusted_base, "127.0.0.1", "198.51.100.1, 203.0.113.7, 127.0.0.9",
+                  "photos.example", "https://photos.example", "203.0.113.7");
+  check_whereami (trusted_base, NULL, "not-an-address", NULL, trusted_base, "127.0.0.1");
+  check_whereami (configured_base, "other:1", NULL, NULL, "https://photos.example.org",
+                  "127.0.0.1");
+
+  gn_http_server_stop (untrusted);
+  gn_http_server_stop (trusted);
+  gn_http_server_stop (configured);
+  options.trusted_proxies = "10.0.0.0/99";
+  g_assert_null (gn_http_server_start (&options, &error));
+  g_assert_nonnull (error);
+  gn_router_free (router);
+}
+
 static void
 test_spool (fixture *f, gconstpointer data)
 {
@@ -1155,7 +1338,10 @@ main (int argc, char **argv)
   ADD ("/http/observer", test_observer);
   ADD ("/http/multipart", test_multipart);
   ADD ("/http/multipart-refusals", test_multipart_refusals);
+  ADD ("/http/admit", test_admit);
+  ADD ("/http/precheck", test_precheck);
 #undef ADD
+  g_test_add_func ("/http/addresses", test_addresses);
   g_test_add ("/http/spool-aborted-upload", fixture, GINT_TO_POINTER (1), fixture_setup,
               test_spool_aborted_upload, fixture_teardown);
   g_test_add_func ("/http/cors-any-origin", test_cors_any_origin);
