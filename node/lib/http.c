@@ -923,6 +923,32 @@ answered_before_body (request_context *context, bool has_body, gint64 content_le
   return context->queue_failed ? MHD_NO : MHD_YES;
 }
 
+/* 413 for a declared Content-Length over the limit, at once: the connection closes rather
+ * than reading a body we would throw away. */
+static enum MHD_Result
+refuse_declared_length (request_context *context)
+{
+  gn_http_request *request = &context->request;
+
+  context->pending_status = 0;
+  context->headers = NULL;
+  context->headers_tail = &context->headers;
+  respond_error_message (request, 413, "payload_too_large",
+                         gn_arena_printf (request->arena,
+                                          "The request body is larger than the limit of %zu bytes",
+                                          context->limit));
+  return context->queue_failed ? MHD_NO : MHD_YES;
+}
+
+void
+gn_http_set_body_limit (gn_http_request *request, size_t limit)
+{
+  request_context *context = context_of (request);
+
+  if (limit < context->limit)
+    context->limit = limit;
+}
+
 static enum MHD_Result
 start_request (request_context *context, struct MHD_Connection *connection, const char *method)
 {
@@ -988,17 +1014,8 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
   if (header != NULL && g_ascii_strcasecmp (header, "identity") != 0)
     has_body = true;
 
-  if (content_length > 0 && (guint64)content_length > context->limit) {
-    context->pending_status = 0;
-    context->headers = NULL;
-    context->headers_tail = &context->headers;
-    respond_error_message (request, 413, "payload_too_large",
-                           gn_arena_printf (request->arena,
-                                            "The request body is larger than the limit of %zu "
-                                            "bytes",
-                                            context->limit));
-    return context->queue_failed ? MHD_NO : MHD_YES;
-  }
+  if (content_length > 0 && (guint64)content_length > context->limit)
+    return refuse_declared_length (context);
   if (context->pending_status != 0 || context->preflight)
     return MHD_YES;
 
@@ -1040,6 +1057,9 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
     if (!go_on || request->status != 0)
       return answered_before_body (context, has_body, content_length);
     context->hold_answer = false;
+    /* The precheck may have lowered the limit (an upload URL names its size). */
+    if (content_length > 0 && (guint64)content_length > context->limit)
+      return refuse_declared_length (context);
   }
 
   if (content_length > 0) {

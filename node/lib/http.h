@@ -112,6 +112,11 @@ const char *gn_http_param (gn_http_request *request, const char *name);
  * connection came in on.  Allocated from the request's arena. */
 const char *gn_http_base_url (gn_http_request *request);
 
+/* Lowers the body limit of this request (only from a route's precheck): e.g. to the size an
+ * upload URL was signed for.  A declared Content-Length over it is refused with 413 before any
+ * body byte is read, a body that grows past it with 413 as soon as it does. */
+void gn_http_set_body_limit (gn_http_request *request, size_t limit);
+
 /* A non-file field of a GN_ROUTE_MULTIPART request (NULL if absent). */
 const char *gn_http_form_field (gn_http_request *request, const char *name);
 

@@ -164,8 +164,12 @@ precheck_key (gn_http_request *request, void *data)
 {
   const char *key = gn_http_query (request, "key");
 
-  if (key != NULL && strcmp (key, "open") == 0)
+  if (key != NULL && strcmp (key, "open") == 0) {
+    const char *size = gn_http_query (request, "size");
+    if (size != NULL)
+      gn_http_set_body_limit (request, (size_t)g_ascii_strtoull (size, NULL, 10));
     return true;
+  }
   gn_http_respond_error (request, 403, "invalid_signature", "Bad key");
   return false;
 }
@@ -988,6 +992,17 @@ test_precheck (fixture *f, gconstpointer data)
   put_upload (f, "/checked/a?key=open", 2 * SPOOL_THRESHOLD, FALSE, &accepted);
   g_assert_cmpint (status_of (&accepted), ==, 201);
   g_assert_nonnull (seen_spool_path);
+
+  /* The precheck lowered the limit to the size the URL names: declared or streamed, more is 413. */
+  g_auto (reply) declared = { 0 };
+  g_auto (reply) streamed = { 0 };
+  g_auto (reply) within = { 0 };
+  put_upload (f, "/checked/c?key=open&size=1000", 1001, FALSE, &declared);
+  g_assert_cmpint (status_of (&declared), ==, 413);
+  put_upload (f, "/checked/c?key=open&size=1000", 70000, TRUE, &streamed);
+  g_assert_cmpint (status_of (&streamed), ==, 413);
+  put_upload (f, "/checked/c?key=open&size=1000", 1000, TRUE, &within);
+  g_assert_cmpint (status_of (&within), ==, 201);
 
   /* A client that waits for "100 Continue" before a large body is answered without sending it. */
   g_auto (reply) waiting = { 0 };
