@@ -6,6 +6,18 @@
 Prints one line per suite and the failed tests, and ends with exactly one line
 `N passed, N failed` (`, N skipped` appended when some were skipped) for CI to read.
 
+An unlabelled log holds the distinct tests; a labelled one (`sanitized=...`) is a re-run of
+some of them (tools/test re-runs the node's tests under sanitizers), so its tests are not new
+ones.  The line before the last gives the breakdown,
+`327 passed, 0 failed (and sanitized re-run: 298 passed, 0 failed)`, and the last line
+counts the distinct tests' passes and every failure of every run: a test that passes but fails
+under sanitizers adds one failure and keeps its pass, so the run is red while the pass count
+stays the number of distinct tests that passed.
+
+A log that is missing counts as one failure of its run: its build or setup failed, and the
+scripts delete the previous run's logs before they build, so a run never reports results it
+did not produce.
+
 Counting: a test that speaks TAP counts each of its "ok" / "not ok" lines ("# SKIP" ones as
 skipped, "not ok ... # TODO" too: an expected failure); a TAP test that crashed, timed out or
 failed without a "not ok" line adds one failure; a test without TAP lines counts as one.
@@ -72,14 +84,17 @@ def main():
     suites = OrderedDict()
     failures = []
     logs = []
-    missing = 0
+    # Per label ("" for the distinct tests): [passed, failed, skipped].
+    runs = OrderedDict()
     for arg in args:
         label, _, path = arg.rpartition("=") if "=" in arg else ("", "", arg)
+        run = runs.setdefault(label, [0, 0, 0])
         try:
             entries = read_log(path)
         except FileNotFoundError:
-            print(f"test-summary: {path} not found: no test ran")
-            missing += 1
+            print(f"test-summary: {path} not found: its build or setup failed, no test ran")
+            failures.append(f"  {label + ': ' if label else ''}{path}: missing, 1 failed")
+            run[1] += 1
             continue
         logs.append(path)
         for entry in entries:
@@ -92,6 +107,9 @@ def main():
             totals[1] += passed
             totals[2] += failed
             totals[3] += skipped
+            run[0] += passed
+            run[1] += failed
+            run[2] += skipped
             if failed:
                 failures.append(f"  {label + ': ' if label else ''}{entry['name']}: "
                                 f"{entry.get('result')}, {failed} failed")
@@ -105,11 +123,15 @@ def main():
     for path in logs:
         print(f"log: {path.replace('.json', '.txt')}")
 
-    passed = sum(totals[1] for totals in suites.values())
-    failed = sum(totals[2] for totals in suites.values()) + missing
-    skipped = sum(totals[3] for totals in suites.values())
+    passed, failed, skipped = runs.get("", [0, 0, 0])
+    reruns = [(label, totals) for label, totals in runs.items() if label]
+    failed += sum(totals[1] for _, totals in reruns)
     if passed + failed == 0:
         failed = 1  # a run that ran nothing must not look green
+    if reruns:
+        distinct = runs.get("", [0, 0, 0])
+        parts = [f"{label} re-run: {totals[0]} passed, {totals[1]} failed" for label, totals in reruns]
+        print(f"{distinct[0]} passed, {distinct[1]} failed (and {'; '.join(parts)})")
     line = f"{passed} passed, {failed} failed"
     if skipped:
         line += f", {skipped} skipped"

@@ -424,6 +424,11 @@ gn_rpc_call_fail (gn_rpc_call *call, grpc_status_code code, const char *reason, 
   va_start (ap, fmt);
   call->message = gn_arena_vprintf (call->arena, fmt, ap);
   va_end (ap);
+  /* Messages may quote the request ("image/... is not a supported type").  The message travels
+   * in grpc-message, a header: past the peer's metadata limit (8 KiB) the client drops the whole
+   * answer and reports RESOURCE_EXHAUSTED instead of our status, so it is cut short. */
+  if (strlen (call->message) > GN_RPC_MAX_MESSAGE)
+    *g_utf8_find_prev_char (call->message, call->message + GN_RPC_MAX_MESSAGE - 2) = '\0';
   call->reason = gn_arena_strdup (call->arena, reason);
   return code;
 }
@@ -1311,8 +1316,12 @@ status_set (gn_rpc_status *status, grpc_status_code code, const char *fmt, ...)
   va_list ap;
   va_start (ap, fmt);
   status->code = code;
-  vsnprintf (status->message, sizeof status->message, fmt, ap);
+  int length = vsnprintf (status->message, sizeof status->message, fmt, ap);
   va_end (ap);
+  /* Cut short, the message may end inside a character; the gateway puts it in JSON. */
+  const char *valid_end;
+  if (length >= (int)sizeof status->message && !g_utf8_validate (status->message, -1, &valid_end))
+    status->message[valid_end - status->message] = '\0';
   return code;
 }
 

@@ -134,7 +134,9 @@ gpr_timespec gn_rpc_call_deadline (gn_rpc_call *call);
 /* Milliseconds until the deadline (negative once passed). */
 int64_t gn_rpc_call_remaining_ms (gn_rpc_call *call);
 /* Records the error to send; returns code for `return gn_rpc_call_fail (...)`.
- * reason: a stable word such as "username_taken" (may be NULL). */
+ * reason: a stable word such as "username_taken" (may be NULL).  The message is cut to at most
+ * GN_RPC_MAX_MESSAGE bytes (at a character boundary), so quoting the request stays safe. */
+#define GN_RPC_MAX_MESSAGE 1024
 grpc_status_code gn_rpc_call_fail (gn_rpc_call *call, grpc_status_code code, const char *reason,
                                    const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
 /* Shorthand: UNAUTHENTICATED unless the call carries a verified user. */

@@ -812,7 +812,7 @@ function publishingSuite (backend) {
     });
 
     if (backend === 's3') {
-      test('every request to S3 was SigV4-signed with the configured key, and s3rver accepted them', async () => {
+      test('every request to S3 was SigV4-signed with the configured key and the body\'s hash, and S3 accepted them', async () => {
         const requests = world.s3.requests;
         assert.ok(requests.some((r) => r.method === 'PUT'), 'the node never PUT an object to S3');
         assert.ok(requests.some((r) => r.method === 'DELETE'), 'the node never DELETEd an object in S3');
@@ -821,6 +821,7 @@ function publishingSuite (backend) {
                        `${r.method} ${r.url} is not SigV4-signed: ${r.authorization}`);
           assert.ok(r.contentSha256, `${r.method} ${r.url} has no x-amz-content-sha256`);
           assert.notEqual(r.status, 403, `s3rver refused ${r.method} ${r.url} (bad signature)`);
+          assert.notEqual(r.status, 400, `S3 refused ${r.method} ${r.url} (x-amz-content-sha256 is not the body's hash?)`);
         }
         assert.deepEqual(filesUnder(path.join(world.stack.dataDir, 'media')), [], 'the s3 backend wrote media to the local disk');
       });

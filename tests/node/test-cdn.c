@@ -949,7 +949,7 @@ test_s3_down (fixture *f, gconstpointer data)
   /* The S3 server goes away (the last S3 case: nothing needs it after this one). */
   s3_server_stop ();
   fetch (f, &r, "GET", path, NULL);
-  g_assert_cmpuint (status_of (&r), ==, 502);
+  g_assert_cmpuint (status_of (&r), ==, 503);
   g_assert_cmpint (call (f, "HealthCheck", &request.base, (ProtobufCMessage **)&health, &status),
                    ==, GRPC_STATUS_OK);
   g_assert_cmpint (health->status, ==,

@@ -105,7 +105,7 @@ handle_register (gn_rpc_call *call, const ProtobufCMessage *request, ProtobufCMe
   gn_arena *arena = gn_rpc_call_arena (call);
   const service_state *state = gn_rpc_call_service_data (call);
 
-  if (g_str_equal (req->username, "taken"))
+  if (g_str_has_prefix (req->username, "taken"))
     return gn_rpc_call_fail (call, GRPC_STATUS_ALREADY_EXISTS, "username_taken",
                              "username %s is already taken", req->username);
   Session *session = session_new (arena);
@@ -755,6 +755,20 @@ test_errors (void)
   g_assert_cmpstr (status.message, ==, "username taken is already taken");
   g_assert_cmpstr (status.reason, ==, "username_taken");
   g_assert_null (session);
+
+  /* A message quoting a huge request is cut at a character boundary, so the status still
+   * arrives: in full it would pass the client's metadata limit and turn into
+   * RESOURCE_EXHAUSTED. */
+  GString *huge = g_string_new ("taken");
+  for (int i = 0; i < 20000; i++)
+    g_string_append (huge, "\xc3\xa9");
+  g_assert_cmpint (call_register (f.target, huge->str, NULL, arena, &session, &status), ==,
+                   GRPC_STATUS_ALREADY_EXISTS);
+  g_assert_cmpstr (status.reason, ==, "username_taken");
+  g_assert_true (g_str_has_prefix (status.message, "username taken\xc3\xa9"));
+  g_assert_cmpuint (strlen (status.message), <=, GN_RPC_MAX_MESSAGE);
+  g_assert_true (g_utf8_validate (status.message, -1, NULL));
+  g_string_free (huge, TRUE);
 
   /* A handler that claims success without a response is an internal error, not a crash. */
   g_assert_cmpint (gn_rpc_unary (gn_rpc_client_get (f.target), AUTH_SERVICE, "GetUserInfo",

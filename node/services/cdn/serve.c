@@ -288,7 +288,7 @@ open_object (gn_http_request *request, gn_cdn_server *server, const char *key)
       gn_http_respond_error (request, 404, "not_found", "No such media");
     } else {
       gn_error ("cdn: fetching %s: %s", key, error->message);
-      gn_http_respond_error (request, 502, "storage_unavailable",
+      gn_http_respond_error (request, 503, "storage_unavailable",
                              "The media storage cannot be reached; try again later");
     }
     return -1;
