@@ -270,8 +270,9 @@ describe('a node whose servers die', () => {
     assert.deepEqual(slow, [], 'a 503 took longer than 3 s: the node waited instead of failing fast');
     const newPid = readPid(postmasterPid(node));
     assert.notEqual(newPid, oldPid, 'a new postmaster serves');
-    assert.match(fullLog(), new RegExp(`embedded PostgreSQL \\(pid ${oldPid}\\) was killed by signal 9`));
-    assert.match(fullLog(), new RegExp(`embedded PostgreSQL restarted \\(pid ${newPid}\\)`));
+    const logged = [new RegExp(`embedded PostgreSQL \\(pid ${oldPid}\\) was killed by signal 9`),
+      new RegExp(`embedded PostgreSQL restarted \\(pid ${newPid}\\)`)];
+    await until('the node logging the death and the restart', () => logged.every((line) => line.test(fullLog())), 5000);
 
     // Every worker's connection recovered, not just one.
     const burst = await Promise.all(Array.from({ length: 24 }, () => api.get('/api/v1/feed?limit=5')));
@@ -291,7 +292,8 @@ describe('a node whose servers die', () => {
       return fs.existsSync(redisPid(node)) && readPid(redisPid(node)) !== oldPid && redisPing(node);
     }, 20000, () => node.output().slice(-3000));
     assert.deepEqual(readiness.filter((s) => s !== 200), [], '/ready while Redis restarted');
-    assert.match(fullLog(), new RegExp(`embedded Redis \\(pid ${oldPid}\\) was killed by signal 9`));
+    const deathLine = new RegExp(`embedded Redis \\(pid ${oldPid}\\) was killed by signal 9`);
+    await until('the node logging that Redis died', () => deathLine.test(fullLog()), 5000);
   });
 
   test('the Redis the node started obeys SIGTERM (no inherited blocked signals)', async () => {
@@ -300,7 +302,8 @@ describe('a node whose servers die', () => {
     assert.equal(status.match(/^SigBlk:\s*(\w+)$/m)[1], '0000000000000000', `Redis starts with blocked signals:\n${status}`);
     process.kill(pid, 'SIGTERM');
     await until(`Redis ${pid} ending on SIGTERM`, () => !alive(pid), 10000, () => node.output().slice(-3000));
-    assert.match(fullLog(), new RegExp(`embedded Redis \\(pid ${pid}\\) exited with status 0`));
+    const exitLine = new RegExp(`embedded Redis \\(pid ${pid}\\) exited with status 0`);
+    await until('the node logging that Redis exited', () => exitLine.test(fullLog()), 5000);
     // Supervised: it comes back.
     await until('a new Redis answering', () => fs.existsSync(redisPid(node)) && readPid(redisPid(node)) !== pid && redisPing(node),
       20000, () => node.output().slice(-3000));
