@@ -6,8 +6,14 @@
  * Start-up order: configuration (defaults < file < environment < flags); the embedded
  * PostgreSQL and Redis when no URLs are configured; migrations of the services run here; the
  * gRPC server with those services on their addresses; the gateway.  Shutdown runs the same
- * list backwards.  Signals are blocked before any thread starts (gRPC's included), so only the
- * main thread's sigwait() sees them. */
+ * list backwards.
+ *
+ * Signals are blocked before any thread starts (gRPC's included), so only the signal thread's
+ * sigwait() sees them.  The first SIGINT/SIGTERM asks the main thread to stop, and the signal
+ * thread turns into a watchdog: in-flight gRPC calls get node.shutdown_grace_ms, and if the
+ * whole shutdown has not finished node.shutdown_grace_ms + 5 s after the signal, or a second
+ * SIGINT/SIGTERM arrives, the watchdog stops the embedded servers (cleanly, bounded) and ends
+ * the process with status 1 without waiting for the rest. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +32,9 @@
 #include "rpc.h"
 #include "service.h"
 #include "token.h"
+
+/* How much longer than the gRPC grace a shutdown may take before the watchdog ends it. */
+#define SHUTDOWN_MARGIN_MS 5000
 
 /* Every service module compiled in; --services all means these plus the gateway. */
 static const gn_service_module *const modules[] = {
@@ -210,7 +219,12 @@ prepare_socket_dirs (const gn_config *config, GError **error)
 
 typedef struct {
   gn_config *config;
+  GMutex embedded_lock; /* main thread (start, stop) vs the watchdog (halt) */
   gn_embedded *embedded;
+  GMutex stop_lock;
+  GCond stop_cond;
+  int stop_signal;       /* the first SIGINT/SIGTERM, 0 until then */
+  int shutdown_limit_ms; /* after the first signal: the watchdog's bound */
   char *database_url;
   char *redis_url;
   gn_token_key key;
@@ -236,9 +250,12 @@ node_start_storage (node *n, gboolean ephemeral, GError **error)
     };
     gn_info ("starting embedded %s%s%s in %s", need_pg ? "PostgreSQL" : "",
              need_pg && need_redis ? " and " : "", need_redis ? "Redis" : "", config->data_dir);
-    n->embedded = gn_embedded_start (&options, error);
-    if (n->embedded == NULL)
+    gn_embedded *embedded = gn_embedded_start (&options, error);
+    if (embedded == NULL)
       return FALSE;
+    g_mutex_lock (&n->embedded_lock);
+    n->embedded = embedded;
+    g_mutex_unlock (&n->embedded_lock);
   }
   n->database_url
       = g_strdup (need_pg ? gn_embedded_database_url (n->embedded) : config->database_url);
@@ -333,19 +350,73 @@ node_stop (node *n)
       module->fini (&n->services[id]);
   }
   gn_rpc_clients_shutdown ();
-  if (n->embedded != NULL) {
-    gn_embedded_stop (n->embedded);
-    n->embedded = NULL;
-  }
+  g_mutex_lock (&n->embedded_lock);
+  gn_embedded_stop (n->embedded);
+  n->embedded = NULL;
+  g_mutex_unlock (&n->embedded_lock);
   g_free (n->database_url);
   g_free (n->redis_url);
+}
+
+static const char *
+signal_name (int sig)
+{
+  return sig == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+/* The signal thread: SIGHUP is logged, the first SIGINT/SIGTERM wakes the main thread, and
+ * then this thread bounds the shutdown (see the top of this file).  It is never joined: the
+ * process ends while it waits. */
+static gpointer
+watch_signals (gpointer data)
+{
+  node *n = data;
+  sigset_t signals;
+  int sig = 0;
+
+  gn_log_set_service ("node");
+  sigemptyset (&signals);
+  sigaddset (&signals, SIGINT);
+  sigaddset (&signals, SIGTERM);
+  sigaddset (&signals, SIGHUP);
+  while (sigwait (&signals, &sig) != 0 || sig == SIGHUP)
+    if (sig == SIGHUP)
+      gn_info ("SIGHUP ignored: restart the node to apply configuration changes");
+  gn_info ("%s received, stopping", signal_name (sig));
+  g_mutex_lock (&n->stop_lock);
+  n->stop_signal = sig;
+  g_cond_signal (&n->stop_cond);
+  g_mutex_unlock (&n->stop_lock);
+
+  int limit_ms = n->shutdown_limit_ms;
+  gint64 deadline = g_get_monotonic_time () + (gint64)limit_ms * 1000;
+  for (;;) {
+    gint64 left = deadline - g_get_monotonic_time ();
+    if (left <= 0) {
+      gn_error ("shutdown did not finish within %d ms: stopping the embedded servers and exiting",
+                limit_ms);
+      break;
+    }
+    struct timespec timeout
+        = { .tv_sec = left / G_USEC_PER_SEC, .tv_nsec = (left % G_USEC_PER_SEC) * 1000 };
+    sig = sigtimedwait (&signals, NULL, &timeout);
+    if (sig == SIGINT || sig == SIGTERM) {
+      gn_warn ("second %s: stopping the embedded servers and exiting now", signal_name (sig));
+      break;
+    }
+  }
+  /* If the main thread is stopping them already, this waits until it is done. */
+  g_mutex_lock (&n->embedded_lock);
+  gn_embedded_halt (n->embedded);
+  _exit (1);
 }
 
 static int
 run (const char *command, int argc, char **argv)
 {
   cli_options cli = { 0 };
-  node n = { 0 };
+  /* Static: the signal thread uses it until the process ends. */
+  static node n;
   int status = 1;
   g_autoptr (GError) error = NULL;
 
@@ -361,6 +432,8 @@ run (const char *command, int argc, char **argv)
     goto out;
   }
   gn_log_set_level (gn_log_level_parse (n.config->log_level));
+  n.shutdown_limit_ms = n.config->shutdown_grace_ms + SHUTDOWN_MARGIN_MS;
+  g_thread_unref (g_thread_new ("signals", watch_signals, &n));
   if (g_mkdir_with_parents (n.config->data_dir, 0700) != 0) {
     g_set_error (&error, G_FILE_ERROR, g_file_error_from_errno (errno),
                  "cannot create the data folder %s: %s", n.config->data_dir, g_strerror (errno));
@@ -386,22 +459,10 @@ run (const char *command, int argc, char **argv)
   }
   gn_info ("generia-node %s ready", PACKAGE_VERSION);
 
-  sigset_t signals;
-  sigemptyset (&signals);
-  sigaddset (&signals, SIGINT);
-  sigaddset (&signals, SIGTERM);
-  sigaddset (&signals, SIGHUP);
-  for (;;) {
-    int sig = 0;
-    if (sigwait (&signals, &sig) != 0)
-      continue;
-    if (sig == SIGHUP) {
-      gn_info ("SIGHUP ignored: restart the node to apply configuration changes");
-      continue;
-    }
-    gn_info ("%s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    break;
-  }
+  g_mutex_lock (&n.stop_lock);
+  while (n.stop_signal == 0)
+    g_cond_wait (&n.stop_cond, &n.stop_lock);
+  g_mutex_unlock (&n.stop_lock);
   status = 0;
 
 out:

@@ -1,5 +1,6 @@
 /* test-embedded.c - the embedded PostgreSQL and Redis, for real: start, query, stop, start
- * again on the same folder, recover from crashed servers, report a server that cannot start.
+ * again on the same folder, restart servers that die, leave nothing behind when the node is
+ * killed, clear what an earlier run left, report a server that cannot start.
  *
  * Data folders live under /tmp with mode 0755 so that, when the tests run as root, the
  * postgres system user can reach them. */
@@ -7,7 +8,9 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <gio/gio.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <hiredis/hiredis.h>
@@ -174,14 +177,18 @@ test_start_stop_restart (fixture *f, gconstpointer data)
   assert_row_kept (embedded);
   assert_redis_pong (embedded);
 
-  /* A node killed without stopping leaves its servers running: the next start uses them. */
-  gn_embedded *next = start (f);
-  assert_row_kept (next);
-  assert_redis_pong (next);
-  gn_embedded_stop (next);
+  /* A second node on the same folder is refused by name, and the first one keeps serving. */
+  g_autoptr (GError) error = NULL;
+  gn_embedded_options options
+      = { .data_dir = f->data_dir, .postgres = true, .redis = true, .ephemeral = true };
+  g_assert_null (gn_embedded_start (&options, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_BUSY);
+  g_assert_nonnull (strstr (error->message, "another generia-node runs the embedded servers"));
+  assert_row_kept (embedded);
+  assert_redis_pong (embedded);
+  gn_embedded_stop (embedded);
   g_assert_false (g_file_test (pg_socket, G_FILE_TEST_EXISTS));
   g_assert_false (g_file_test (redis_socket, G_FILE_TEST_EXISTS));
-  gn_embedded_stop (embedded);
 }
 
 static pid_t
@@ -190,17 +197,6 @@ read_pid (const char *path)
   g_autofree char *contents = NULL;
   g_assert_true (g_file_get_contents (path, &contents, NULL, NULL));
   return (pid_t)g_ascii_strtoll (contents, NULL, 10);
-}
-
-static void
-kill_and_wait (pid_t pid)
-{
-  g_assert_cmpint (pid, >, 1);
-  g_assert_cmpint (kill (pid, SIGKILL), ==, 0);
-  /* Orphaned servers are reaped by init, which may take a moment. */
-  for (int i = 0; i < 3000 && (kill (pid, 0) == 0 || errno != ESRCH); i++)
-    g_usleep (10 * 1000);
-  g_assert_cmpint (kill (pid, 0), ==, -1);
 }
 
 static void
@@ -214,14 +210,67 @@ redis_command (gn_embedded *embedded, const char *command, const char *expected)
   redisFree (ctx);
 }
 
-/* The servers of a user's (durable) node die - the OOM killer, a power cut: the next start
- * must cope with a stale postmaster.pid and a stale Redis socket and pid file, and keep what
- * was committed.  The long data folder also puts the sockets in the short folder under /tmp. */
+static bool
+process_alive (pid_t pid)
+{
+  return kill (pid, 0) == 0 || errno != ESRCH;
+}
+
+/* A process that ended is gone once its parent (init, for a daemon) reaped it. */
+static bool
+gone_soon (pid_t pid)
+{
+  for (int i = 0; i < 250 && process_alive (pid); i++)
+    g_usleep (20 * 1000);
+  return !process_alive (pid);
+}
+
+/* Waits up to `seconds` for a server of the folder to run under a new pid and answer. */
+static pid_t
+wait_for_new_pid (const char *pid_file, pid_t old_pid, bool (*answers) (gn_embedded *),
+                  gn_embedded *embedded, int seconds)
+{
+  for (int i = 0; i < seconds * 50; i++) {
+    g_autofree char *contents = NULL;
+    if (g_file_get_contents (pid_file, &contents, NULL, NULL)) {
+      pid_t pid = (pid_t)g_ascii_strtoll (contents, NULL, 10);
+      if (pid > 1 && pid != old_pid && answers (embedded))
+        return pid;
+    }
+    g_usleep (20 * 1000);
+  }
+  g_error ("no new server behind %s within %d s", pid_file, seconds);
+}
+
+static bool
+pg_answers (gn_embedded *embedded)
+{
+  return PQping (gn_embedded_database_url (embedded)) == PQPING_OK;
+}
+
+static bool
+redis_answers (gn_embedded *embedded)
+{
+  redisContext *ctx = redisConnectUnix (gn_embedded_redis_url (embedded) + strlen ("unix:"));
+  redisReply *reply = ctx != NULL && ctx->err == 0 ? redisCommand (ctx, "PING") : NULL;
+  bool pong = reply != NULL && reply->type == REDIS_REPLY_STATUS;
+  if (reply != NULL)
+    freeReplyObject (reply);
+  if (ctx != NULL)
+    redisFree (ctx);
+  return pong;
+}
+
+/* The servers of a running (durable) node die - the OOM killer, a kill -9: the node restarts
+ * them by itself, PostgreSQL recovers what was committed, and a restart right after a restart
+ * still works (the back-off waits out the old backends).  The long data folder also puts the
+ * sockets in the short folder under /tmp. */
 static void
-test_crashed_servers (fixture *f, gconstpointer data)
+test_dead_servers_restarted (fixture *f, gconstpointer data)
 {
   gn_embedded *embedded = start_mode (f, false);
   create_table_with_row (embedded);
+  redis_command (embedded, "SET greeting hello", "OK");
 
   g_autofree char *postmaster_pid
       = g_build_filename (f->data_dir, "postgres", "postmaster.pid", NULL);
@@ -230,21 +279,156 @@ test_crashed_servers (fixture *f, gconstpointer data)
   g_assert_true (g_str_has_prefix (run_dir, "/tmp/generia-"));
   g_assert_true (g_str_has_prefix (gn_embedded_redis_url (embedded), "unix:/tmp/generia-"));
 
-  kill_and_wait (read_pid (postmaster_pid));
-  kill_and_wait (read_pid (redis_pid));
-  g_assert_true (g_file_test (postmaster_pid, G_FILE_TEST_EXISTS));
-  /* Stopping dead servers only logs that they were not running. */
-  gn_embedded_stop (embedded);
+  for (int round = 0; round < 2; round++) {
+    pid_t pg = read_pid (postmaster_pid);
+    g_assert_cmpint (kill (pg, SIGKILL), ==, 0);
+    pid_t new_pg = wait_for_new_pid (postmaster_pid, pg, pg_answers, embedded, 30);
+    g_assert_true (gone_soon (pg));
+    g_test_message ("PostgreSQL %d replaced by %d", pg, new_pg);
+    assert_row_kept (embedded);
+  }
 
-  embedded = start_mode (f, false);
-  assert_row_kept (embedded);
-  redis_command (embedded, "SET greeting hello", "OK");
+  pid_t redis = read_pid (redis_pid);
+  g_assert_cmpint (kill (redis, SIGKILL), ==, 0);
+  wait_for_new_pid (redis_pid, redis, redis_answers, embedded, 30);
+  redis_command (embedded, "SET greeting again", "OK");
   gn_embedded_stop (embedded);
 
   /* A durable Redis keeps its data over a clean restart. */
   embedded = start_mode (f, false);
-  redis_command (embedded, "GET greeting", "hello");
+  assert_row_kept (embedded);
+  redis_command (embedded, "GET greeting", "again");
   gn_embedded_stop (embedded);
+}
+
+/* A node killed with SIGKILL takes its servers down with it (parent-death signal), and the next
+ * start on the folder finds everything that was committed. */
+static void
+test_killed_node_leaves_nothing (fixture *f, gconstpointer data)
+{
+  int ready[2];
+  g_assert_cmpint (pipe (ready), ==, 0);
+  pid_t node = fork ();
+  g_assert_cmpint (node, >=, 0);
+  if (node == 0) {
+    gn_embedded *embedded = start_mode (f, false);
+    create_table_with_row (embedded);
+    g_assert_cmpint (write (ready[1], "1", 1), ==, 1);
+    for (;;)
+      pause ();
+  }
+  close (ready[1]);
+  char byte;
+  g_assert_cmpint (read (ready[0], &byte, 1), ==, 1);
+  close (ready[0]);
+
+  g_autofree char *postmaster_pid
+      = g_build_filename (f->data_dir, "postgres", "postmaster.pid", NULL);
+  g_autofree char *redis_pid = g_build_filename (f->data_dir, "redis", "redis.pid", NULL);
+  pid_t pg = read_pid (postmaster_pid);
+  pid_t redis = read_pid (redis_pid);
+  g_assert_true (process_alive (pg));
+  g_assert_true (process_alive (redis));
+
+  g_assert_cmpint (kill (node, SIGKILL), ==, 0);
+  g_assert_cmpint (waitpid (node, NULL, 0), ==, node);
+  g_assert_true (gone_soon (pg));
+  g_assert_true (gone_soon (redis));
+  /* Both shut down cleanly: their pid files are gone. */
+  g_assert_false (g_file_test (postmaster_pid, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (redis_pid, G_FILE_TEST_EXISTS));
+
+  gn_embedded *embedded = start_mode (f, false);
+  assert_row_kept (embedded);
+  assert_redis_pong (embedded);
+  gn_embedded_stop (embedded);
+}
+
+/* pg_ctl of the newest installed PostgreSQL. */
+static char *
+find_pg_ctl (void)
+{
+  g_autoptr (GDir) versions = g_dir_open ("/usr/lib/postgresql", 0, NULL);
+  const char *name;
+  gint64 best = -1;
+  while (versions != NULL && (name = g_dir_read_name (versions)) != NULL) {
+    gint64 version;
+    if (g_ascii_string_to_signed (name, 10, 0, G_MAXINT, &version, NULL) && version > best)
+      best = version;
+  }
+  g_assert_cmpint (best, >, 0);
+  g_autofree char *version = g_strdup_printf ("%" G_GINT64_FORMAT, best);
+  return g_build_filename ("/usr/lib/postgresql", version, "bin", "pg_ctl", NULL);
+}
+
+/* Servers of an earlier run still running (an older node daemonised them, or they are still
+ * shutting down) are stopped before the new ones start; a pid file naming an unrelated
+ * process does not keep PostgreSQL from starting. */
+static void
+test_leftovers_cleared (fixture *f, gconstpointer data)
+{
+  gn_embedded *embedded = start_mode (f, false);
+  create_table_with_row (embedded);
+  g_autofree char *redis_conf = g_build_filename (f->data_dir, "redis", "redis.conf", NULL);
+  gn_embedded_stop (embedded);
+
+  g_autofree char *pg_data = g_build_filename (f->data_dir, "postgres", NULL);
+  g_autofree char *run_dir = gn_config_run_dir (f->data_dir);
+  g_autofree char *pg_ctl = find_pg_ctl ();
+  g_autofree char *options = g_strdup_printf ("-k %s -c listen_addresses=", run_dir);
+  const char *as_postgres[] = { "runuser", "-u", "postgres", "--" };
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  for (size_t i = 0; getuid () == 0 && i < G_N_ELEMENTS (as_postgres); i++)
+    g_ptr_array_add (argv, (char *)as_postgres[i]);
+  const char *start_pg[]
+      = { pg_ctl, "start", "-w", "-D", pg_data, "-o", options, "-l", "/dev/null" };
+  for (size_t i = 0; i < G_N_ELEMENTS (start_pg); i++)
+    g_ptr_array_add (argv, (char *)start_pg[i]);
+  g_ptr_array_add (argv, NULL);
+  int status = -1;
+  GError *error = NULL;
+  g_assert_true (g_spawn_sync (NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                               NULL, NULL, &status, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (status, ==, 0);
+  const char *start_redis[] = { "redis-server", redis_conf, "--daemonize", "yes", NULL };
+  g_assert_true (g_spawn_sync (NULL, (char **)start_redis, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                               NULL, NULL, &status, &error));
+  g_assert_no_error (error);
+
+  g_autofree char *postmaster_pid = g_build_filename (pg_data, "postmaster.pid", NULL);
+  g_autofree char *redis_pid = g_build_filename (f->data_dir, "redis", "redis.pid", NULL);
+  for (int i = 0; i < 500 && !g_file_test (redis_pid, G_FILE_TEST_EXISTS); i++)
+    g_usleep (20 * 1000);
+  pid_t old_pg = read_pid (postmaster_pid);
+  pid_t old_redis = read_pid (redis_pid);
+  g_assert_true (process_alive (old_pg));
+  g_assert_true (process_alive (old_redis));
+
+  embedded = start_mode (f, false);
+  g_assert_true (gone_soon (old_pg));
+  g_assert_true (gone_soon (old_redis));
+  g_assert_cmpint (read_pid (postmaster_pid), !=, old_pg);
+  assert_row_kept (embedded);
+  assert_redis_pong (embedded);
+
+  /* A pid file left by a crash whose number now belongs to an unrelated live process. */
+  g_autofree char *contents = NULL;
+  g_assert_true (g_file_get_contents (postmaster_pid, &contents, NULL, NULL));
+  gn_embedded_stop (embedded);
+  pid_t unrelated = fork ();
+  if (unrelated == 0) {
+    for (;;)
+      pause ();
+  }
+  g_autofree char *fake = g_strdup_printf ("%d%s", unrelated, strchr (contents, '\n'));
+  g_assert_true (g_file_set_contents (postmaster_pid, fake, -1, NULL));
+
+  embedded = start_mode (f, false);
+  assert_row_kept (embedded);
+  gn_embedded_stop (embedded);
+  kill (unrelated, SIGKILL);
+  waitpid (unrelated, NULL, 0);
 }
 
 /* PostgreSQL refuses its configuration: the start fails with the server's own words, and the
@@ -314,8 +498,12 @@ main (int argc, char *argv[])
 
   g_test_add ("/embedded/start-stop-restart", fixture, NULL, fixture_set_up,
               test_start_stop_restart, fixture_tear_down);
-  g_test_add ("/embedded/crashed-servers", fixture, LONG_FOLDER, fixture_set_up,
-              test_crashed_servers, fixture_tear_down);
+  g_test_add ("/embedded/dead-servers-restarted", fixture, LONG_FOLDER, fixture_set_up,
+              test_dead_servers_restarted, fixture_tear_down);
+  g_test_add ("/embedded/killed-node-leaves-nothing", fixture, NULL, fixture_set_up,
+              test_killed_node_leaves_nothing, fixture_tear_down);
+  g_test_add ("/embedded/leftovers-cleared", fixture, NULL, fixture_set_up, test_leftovers_cleared,
+              fixture_tear_down);
   g_test_add ("/embedded/failed-start-cleans-up", fixture, NULL, fixture_set_up,
               test_failed_start_cleans_up, fixture_tear_down);
   g_test_add ("/embedded/root-needs-reachable-folder", fixture, NULL, fixture_set_up,
