@@ -114,6 +114,19 @@ gn_gateway_parse_object (gn_http_request *request, JsonObject **object)
   return gn_gateway_parse_object_text (request, request->body, request->body_len, NULL, object);
 }
 
+gboolean
+gn_gateway_text_ok (const char *text, size_t max)
+{
+  size_t len = strnlen (text, max + 1);
+
+  if (len > max || !g_utf8_validate (text, (gssize)len, NULL))
+    return FALSE;
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+      return FALSE;
+  return TRUE;
+}
+
 const char *
 gn_gateway_query (gn_http_request *request, const char *name, gboolean *failed)
 {

@@ -62,6 +62,15 @@ JsonParser *gn_gateway_parse_object (gn_http_request *request, JsonObject **obje
 JsonParser *gn_gateway_parse_object_text (gn_http_request *request, const char *text, size_t len,
                                           const gn_json_limits *limits, JsonObject **object);
 
+/* The body limit of routes that take a JSON document (a caption, ids): uploads have their own,
+ * the auth routes a smaller one. */
+#define GN_GATEWAY_JSON_MAX_BODY (64 * 1024)
+
+/* Text from a header or a form that goes to a service as a string: valid UTF-8, no control
+ * characters, at most max bytes. */
+#define GN_GATEWAY_CONTENT_TYPE_MAX 255
+gboolean gn_gateway_text_ok (const char *text, size_t max);
+
 /* Query values are short text: longer ones, "%00" and invalid UTF-8 are refused. */
 #define GN_GATEWAY_QUERY_VALUE_MAX 1024
 /* A query parameter: NULL if absent; answers 400 (invalid_query) and sets *failed if it is

@@ -1,11 +1,11 @@
 /* limits.c - the gateway's admission hook: bounds on the request line and rate limits, decided
  * once the headers are in and before any body byte is read (gn_http_server_options.admit).
  *
- * Bounds.  A path longer than PATH_MAX_BYTES is refused with 414, a query string of more than
- * QUERY_MAX_PARAMS parameters (or one key or value longer than GN_GATEWAY_QUERY_VALUE_MAX)
- * with 400 / 414.  libmicrohttpd has already read them into its per-connection memory (64 KiB
- * for the request line and headers together), so these bounds are about what handlers and
- * services get to see: nothing a client of API v1 sends comes near them.
+ * Bounds.  A query string of more than QUERY_MAX_PARAMS parameters is refused with 400, one
+ * key or value longer than GN_GATEWAY_QUERY_VALUE_MAX with 414 (paths are bounded by the
+ * router: GN_ROUTE_PATH_MAX).  libmicrohttpd has already read them into its per-connection
+ * memory (64 KiB for the request line and headers together), so these bounds are about what
+ * handlers and services get to see: nothing a client of API v1 sends comes near them.
  *
  * Rate limits (token buckets, ratelimit.h):
  *   auth    login, register and refresh, per client address (request->client_ip, already the
@@ -24,7 +24,6 @@
 
 #include "ratelimit.h"
 
-#define PATH_MAX_BYTES 2048
 #define QUERY_MAX_PARAMS 32
 
 struct gn_gateway_limits {
@@ -87,17 +86,12 @@ measure_query (void *cls, enum MHD_ValueKind kind, const char *key, size_t key_s
   return MHD_YES;
 }
 
-/* 414 / 400 for a path or query string past the bounds; true if within them. */
+/* 400 / 414 for a query string past the bounds; true if within them. */
 static bool
 admit_request_line (gn_http_request *request)
 {
   query_shape shape = { 0, 0 };
 
-  if (strlen (request->path) > PATH_MAX_BYTES) {
-    gn_http_respond_error (request, 414, "uri_too_long", "The path is longer than %d bytes",
-                           PATH_MAX_BYTES);
-    return false;
-  }
   MHD_get_connection_values_n (request->connection, MHD_GET_ARGUMENT_KIND, measure_query, &shape);
   if (shape.count > QUERY_MAX_PARAMS) {
     gn_http_respond_error (request, 400, "too_many_query_parameters",
