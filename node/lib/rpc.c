@@ -344,8 +344,14 @@ static ProtobufCMessage *
 unpack_request (const ProtobufCMessageDescriptor *descriptor, grpc_slice slice, gn_arena *arena,
                 GError **error)
 {
-  if (!gn_pb_check (descriptor, GRPC_SLICE_START_PTR (slice), GRPC_SLICE_LENGTH (slice), error))
+  if (!gn_pb_check (descriptor, GRPC_SLICE_START_PTR (slice), GRPC_SLICE_LENGTH (slice), error)) {
+    /* Text errors name the field; bad encodings get the one message protobuf-c's would. */
+    if (g_error_matches (*error, GN_PB_ERROR, GN_PB_ERROR_MALFORMED)) {
+      g_clear_error (error);
+      g_set_error (error, GN_PB_ERROR, GN_PB_ERROR_MALFORMED, "malformed request");
+    }
     return NULL;
+  }
   ProtobufCMessage *message = unpack_slice (descriptor, slice, arena);
   if (message == NULL)
     g_set_error (error, GN_PB_ERROR, GN_PB_ERROR_MALFORMED, "malformed request");
