@@ -20,6 +20,10 @@
  * they were set to something else: a derived value is recognised by being equal to what the
  * old source would have produced, so no "explicitly set" flags are needed.
  *
+ * Bounds come before parsing: the file is read only if it is a regular file of at most
+ * CONFIG_FILE_MAX bytes (a path naming a device or a huge file is an error, not a hang), and a
+ * value longer than CONFIG_VALUE_MAX bytes is refused from any source.
+ *
  * gn_config_dump() writes the effective configuration as a config file (GKeyFile) with the
  * password of a database or Redis URL replaced by "***". */
 #include "config.h"
