@@ -7,7 +7,8 @@
  *
  * What a person gets to read: the service's message for client errors (4xx), which services
  * write for people ("username already taken"); a fixed "The <service> service is unavailable"
- * for 503/504 (the transport's text means nothing to them); and for any other 5xx only
+ * for 503/504 (the transport's text means nothing to them; a service that is only "busy" for
+ * a moment adds Retry-After); and for any other 5xx only
  * "Internal error", because those messages can carry SQL errors, paths or addresses: the
  * details go to the log line, which carries the request id the client also received. */
 #include "errors.h"
@@ -82,6 +83,9 @@ static const struct {
 } reason_statuses[] = {
   { "unsupported_media_type", 415 },
   { "file_too_large", 413 },
+  /* A service out of a bounded resource for a moment (the password hash slots): not the
+   * client's fault, so not 429; it may come back right after Retry-After. */
+  { "busy", 503 },
 };
 
 void
@@ -101,7 +105,11 @@ gn_gateway_respond_rpc_error (gn_http_request *request, const gn_rpc_status *sta
     return;
   }
 
-  if (http_status == 503 || http_status == 504) {
+  if (http_status == 503 && strcmp (code, "busy") == 0) {
+    gn_warn ("%s service busy: %s", name, status->message);
+    gn_http_add_header (request, "Retry-After", "1");
+    gn_http_respond_error (request, http_status, code, "The %s service is busy: try again", name);
+  } else if (http_status == 503 || http_status == 504) {
     gn_warn ("%s service %s: %s", name, gn_rpc_status_name (status->code), status->message);
     gn_http_respond_error (request, http_status, code,
                            http_status == 503 ? "The %s service is unavailable"

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <microhttpd.h>
 
 #include "common.pb-c.h"
 #include "auth.pb-c.h"
@@ -15,12 +16,14 @@
 #include "media.pb-c.h"
 #include "post.pb-c.h"
 #include "errors.h"
+#include "json-limits.h"
 #include "log.h"
 #include "metrics.h"
 
 struct gn_gateway {
   gn_gateway_context context;
   gn_router *router;
+  gn_gateway_limits *limits;
   gn_http_server *server;
 };
 
@@ -71,16 +74,20 @@ gn_gateway_call (gn_http_request *request, gn_gateway_context *context, gn_servi
 }
 
 JsonParser *
-gn_gateway_parse_object (gn_http_request *request, JsonObject **object)
+gn_gateway_parse_object_text (gn_http_request *request, const char *text, size_t len,
+                              const gn_json_limits *limits, JsonObject **object)
 {
+  g_autoptr (GError) error = NULL;
+
   *object = NULL;
-  if (request->body == NULL || request->body_len == 0) {
-    gn_http_respond_error (request, 400, "invalid_request", "a JSON object body is required");
+  /* json-glib recurses without limit and cuts strings at "\u0000": the guard goes first. */
+  if (!gn_json_check (text, len, limits, &error)) {
+    gn_http_respond_error (request, 400, gn_json_error_reason (error),
+                           "the body is not acceptable JSON: %s", error->message);
     return NULL;
   }
   JsonParser *parser = json_parser_new_immutable ();
-  g_autoptr (GError) error = NULL;
-  if (!json_parser_load_from_data (parser, request->body, (gssize)request->body_len, &error)) {
+  if (!json_parser_load_from_data (parser, text, (gssize)len, &error)) {
     gn_http_respond_error (request, 400, "invalid_json", "the body is not valid JSON: %s",
                            error->message);
     g_object_unref (parser);
@@ -94,6 +101,55 @@ gn_gateway_parse_object (gn_http_request *request, JsonObject **object)
   }
   *object = json_node_get_object (root);
   return parser;
+}
+
+JsonParser *
+gn_gateway_parse_object (gn_http_request *request, JsonObject **object)
+{
+  *object = NULL;
+  if (request->body == NULL || request->body_len == 0) {
+    gn_http_respond_error (request, 400, "invalid_request", "a JSON object body is required");
+    return NULL;
+  }
+  return gn_gateway_parse_object_text (request, request->body, request->body_len, NULL, object);
+}
+
+gboolean
+gn_gateway_text_ok (const char *text, size_t max)
+{
+  size_t len = strnlen (text, max + 1);
+
+  if (len > max || !g_utf8_validate (text, (gssize)len, NULL))
+    return FALSE;
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+      return FALSE;
+  return TRUE;
+}
+
+const char *
+gn_gateway_query (gn_http_request *request, const char *name, gboolean *failed)
+{
+  const char *value = NULL;
+  size_t len = 0;
+
+  if (MHD_lookup_connection_value_n (request->connection, MHD_GET_ARGUMENT_KIND, name,
+                                     strlen (name), &value, &len)
+          != MHD_YES
+      || value == NULL)
+    return NULL;
+  /* The value's decoded length tells a "%00" apart: the C string stops there. */
+  if (len > GN_GATEWAY_QUERY_VALUE_MAX || memchr (value, '\0', len) != NULL
+      || !g_utf8_validate (value, (gssize)len, NULL)) {
+    if (!*failed)
+      gn_http_respond_error (request, 400, "invalid_query",
+                             "the query parameter %s must be UTF-8 text of at most %d bytes "
+                             "without NUL",
+                             name, GN_GATEWAY_QUERY_VALUE_MAX);
+    *failed = TRUE;
+    return NULL;
+  }
+  return value;
 }
 
 const char *
@@ -239,6 +295,7 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
   gn_gateway_add_auth_routes (gateway->router, &gateway->context);
   gn_gateway_add_post_routes (gateway->router, &gateway->context);
   gn_gateway_add_media_routes (gateway->router, &gateway->context);
+  gateway->limits = gn_gateway_limits_new (config);
 
   gn_http_server_options options = {
     .name = "gateway",
@@ -255,6 +312,8 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
     .authenticate = authenticate,
     .auth_data = (void *)key,
     .observer = gn_metrics_observe_http,
+    .admit = gn_gateway_admit,
+    .admit_data = gateway->limits,
     .data = &gateway->context,
   };
   /* Large uploads are spooled here before they stream to the media service. */
@@ -262,12 +321,14 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
     g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "cannot create %s: %s",
                  config->media_spool_dir, g_strerror (errno));
     gn_router_free (gateway->router);
+    gn_gateway_limits_free (gateway->limits);
     g_free (gateway);
     return NULL;
   }
   gateway->server = gn_http_server_start (&options, error);
   if (gateway->server == NULL) {
     gn_router_free (gateway->router);
+    gn_gateway_limits_free (gateway->limits);
     g_free (gateway);
     return NULL;
   }
@@ -289,5 +350,6 @@ gn_gateway_stop (gn_gateway *gateway)
     return;
   gn_http_server_stop (gateway->server);
   gn_router_free (gateway->router);
+  gn_gateway_limits_free (gateway->limits);
   g_free (gateway);
 }

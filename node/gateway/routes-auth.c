@@ -10,8 +10,9 @@
 
 #include "auth.pb-c.h"
 
-/* Credentials and tokens are small; 64 KiB leaves room and refuses junk early. */
-#define AUTH_MAX_BODY (64 * 1024)
+/* Credentials and tokens are small (a password is at most 1 KiB): 8 KiB leaves room and
+ * refuses junk before the auth service, and its password hashing, sees it. */
+#define AUTH_MAX_BODY (8 * 1024)
 
 static void
 add_user_members (JsonBuilder *builder, const Generia__Auth__V1__User *user)
@@ -75,7 +76,8 @@ static const char *
 user_agent (gn_http_request *request)
 {
   const char *agent = gn_http_header (request, "User-Agent");
-  return agent != NULL ? agent : "";
+  /* Only a label in the session list: one that is not text is dropped, not refused. */
+  return agent != NULL && gn_gateway_text_ok (agent, 1024) ? agent : "";
 }
 
 static void

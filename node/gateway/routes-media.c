@@ -207,8 +207,11 @@ handle_upload_url (gn_http_request *request, void *data)
 static void
 handle_put_content (gn_http_request *request, void *data)
 {
-  const char *expires = gn_http_query (request, "expires");
-  const char *signature = gn_http_query (request, "signature");
+  gboolean failed = FALSE;
+  const char *expires = gn_gateway_query (request, "expires", &failed);
+  const char *signature = gn_gateway_query (request, "signature", &failed);
+  if (failed)
+    return;
   if (expires == NULL || signature == NULL) {
     gn_http_respond_error (request, 403, "invalid_signature",
                            "this upload URL is not signed: ask for one with "
@@ -220,10 +223,22 @@ handle_put_content (gn_http_request *request, void *data)
     return;
   }
   Generia__Media__V1__UploadStart start = GENERIA__MEDIA__V1__UPLOAD_START__INIT;
-  start.media_id = (char *)gn_http_param (request, "media_id");
-  start.expires = g_ascii_strtoll (expires, NULL, 10);
-  start.signature = (char *)signature;
+  gint64 expires_at = 0;
+  if (!g_ascii_string_to_signed (expires, 10, 1, G_MAXINT64 / G_USEC_PER_SEC, &expires_at, NULL)) {
+    gn_http_respond_error (request, 403, "invalid_signature",
+                           "the upload URL's expiry is not a whole number of seconds");
+    return;
+  }
   const char *type = gn_http_header (request, "Content-Type");
+  if (type != NULL && !gn_gateway_text_ok (type, GN_GATEWAY_CONTENT_TYPE_MAX)) {
+    gn_http_respond_error (request, 400, "invalid_content_type",
+                           "Content-Type must be UTF-8 text of at most %d bytes",
+                           GN_GATEWAY_CONTENT_TYPE_MAX);
+    return;
+  }
+  start.media_id = (char *)gn_http_param (request, "media_id");
+  start.expires = expires_at;
+  start.signature = (char *)signature;
   start.content_type = (char *)(type != NULL ? type : "");
   upload_source source = { .kind = SOURCE_RAW };
   Generia__Media__V1__Media *media = upload (request, data, &start, &source);
@@ -299,20 +314,32 @@ handle_base64 (gn_http_request *request, void *data)
     gn_http_respond_error (request, 415, "unsupported_media_type", "The request body must be JSON");
     return;
   }
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-  g_autoptr (GError) error = NULL;
-  gboolean parsed = request->spool_path != NULL
-                        ? json_parser_load_from_mapped_file (parser, request->spool_path, &error)
-                        : request->body != NULL
-                              && json_parser_load_from_data (parser, request->body,
-                                                             (gssize)request->body_len, &error);
-  JsonNode *root = parsed ? json_parser_get_root (parser) : NULL;
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-    gn_http_respond_error (request, 400, error != NULL ? "invalid_json" : "invalid_request",
+  g_autoptr (GMappedFile) mapped = NULL;
+  const char *text = request->body;
+  size_t text_len = request->body_len;
+  if (request->spool_path != NULL) {
+    g_autoptr (GError) error = NULL;
+    mapped = g_mapped_file_new (request->spool_path, FALSE, &error);
+    if (mapped == NULL) {
+      gn_error ("cannot read the spooled body %s: %s", request->spool_path, error->message);
+      gn_http_respond_error (request, 500, "internal_error", "Internal error");
+      return;
+    }
+    text = g_mapped_file_get_contents (mapped);
+    text_len = g_mapped_file_get_length (mapped);
+  }
+  if (text == NULL || text_len == 0) {
+    gn_http_respond_error (request, 400, "invalid_request",
                            "the body must be a JSON object with media_data");
     return;
   }
-  JsonObject *body = json_node_get_object (root);
+  /* media_data is one long string; everything else is as small as in any JSON body. */
+  gn_json_limits limits = { .max_string_bytes = text_len };
+  JsonObject *body;
+  g_autoptr (JsonParser) parser
+      = gn_gateway_parse_object_text (request, text, text_len, &limits, &body);
+  if (parser == NULL)
+    return;
   gboolean failed = FALSE;
   const char *media_data = gn_gateway_string_member (request, body, "media_data", &failed);
   const char *content_type = gn_gateway_string_member (request, body, "content_type", &failed);
@@ -353,12 +380,15 @@ gn_gateway_add_media_routes (gn_router *router, gn_gateway_context *context)
   size_t max_file = context->config->media_max_upload_bytes;
   gn_route *route;
 
-  gn_router_add (router, "POST", "/api/v1/media/upload-url", handle_upload_url, context,
-                 GN_ROUTE_AUTH_REQUIRED);
-  gn_router_add (router, "POST", "/api/v1/media/confirm", handle_confirm, context,
-                 GN_ROUTE_AUTH_REQUIRED);
-  gn_router_add (router, "GET", "/api/v1/media/{media_id}", handle_get, context,
-                 GN_ROUTE_AUTH_OPTIONAL);
+  route = gn_router_add (router, "POST", "/api/v1/media/upload-url", handle_upload_url, context,
+                         GN_ROUTE_AUTH_REQUIRED);
+  route->max_body = GN_GATEWAY_JSON_MAX_BODY;
+  route = gn_router_add (router, "POST", "/api/v1/media/confirm", handle_confirm, context,
+                         GN_ROUTE_AUTH_REQUIRED);
+  route->max_body = GN_GATEWAY_JSON_MAX_BODY;
+  route = gn_router_add (router, "GET", "/api/v1/media/{media_id}", handle_get, context,
+                         GN_ROUTE_AUTH_OPTIONAL);
+  route->max_body = GN_GATEWAY_JSON_MAX_BODY;
   route = gn_router_add (router, "PUT", "/api/v1/media/{media_id}/content", handle_put_content,
                          context, GN_ROUTE_RAW_BODY);
   route->max_body = max_file;

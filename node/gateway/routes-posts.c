@@ -26,11 +26,14 @@ call_post (gn_http_request *request, gn_gateway_context *context, const char *me
 static gboolean
 read_page (gn_http_request *request, Generia__Common__V1__PageRequest *page)
 {
-  const char *limit = gn_http_query (request, "limit");
-  const char *offset = gn_http_query (request, "offset");
-  const char *cursor = gn_http_query (request, "cursor");
+  gboolean failed = FALSE;
+  const char *limit = gn_gateway_query (request, "limit", &failed);
+  const char *offset = gn_gateway_query (request, "offset", &failed);
+  const char *cursor = gn_gateway_query (request, "cursor", &failed);
   guint64 number;
 
+  if (failed)
+    return FALSE;
   page->limit = DEFAULT_PAGE;
   if (limit != NULL && limit[0] != '\0') {
     if (!g_ascii_string_to_unsigned (limit, 10, 1, MAX_PAGE, &number, NULL)) {
@@ -214,13 +217,18 @@ handle_user_posts (gn_http_request *request, void *data)
 void
 gn_gateway_add_post_routes (gn_router *router, gn_gateway_context *context)
 {
-  gn_router_add (router, "POST", "/api/v1/posts", handle_create, context, GN_ROUTE_AUTH_REQUIRED);
-  gn_router_add (router, "GET", "/api/v1/posts/{id}", handle_get, context, GN_ROUTE_AUTH_OPTIONAL);
-  gn_router_add (router, "PATCH", "/api/v1/posts/{id}", handle_edit, context,
-                 GN_ROUTE_AUTH_REQUIRED);
-  gn_router_add (router, "DELETE", "/api/v1/posts/{id}", handle_delete, context,
-                 GN_ROUTE_AUTH_REQUIRED);
-  gn_router_add (router, "GET", "/api/v1/feed", handle_feed, context, GN_ROUTE_AUTH_OPTIONAL);
-  gn_router_add (router, "GET", "/api/v1/users/{user_id}/posts", handle_user_posts, context,
-                 GN_ROUTE_AUTH_OPTIONAL);
+  gn_route *routes[] = {
+    gn_router_add (router, "POST", "/api/v1/posts", handle_create, context, GN_ROUTE_AUTH_REQUIRED),
+    gn_router_add (router, "GET", "/api/v1/posts/{id}", handle_get, context,
+                   GN_ROUTE_AUTH_OPTIONAL),
+    gn_router_add (router, "PATCH", "/api/v1/posts/{id}", handle_edit, context,
+                   GN_ROUTE_AUTH_REQUIRED),
+    gn_router_add (router, "DELETE", "/api/v1/posts/{id}", handle_delete, context,
+                   GN_ROUTE_AUTH_REQUIRED),
+    gn_router_add (router, "GET", "/api/v1/feed", handle_feed, context, GN_ROUTE_AUTH_OPTIONAL),
+    gn_router_add (router, "GET", "/api/v1/users/{user_id}/posts", handle_user_posts, context,
+                   GN_ROUTE_AUTH_OPTIONAL),
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS (routes); i++)
+    routes[i]->max_body = GN_GATEWAY_JSON_MAX_BODY;
 }

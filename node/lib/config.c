@@ -20,12 +20,19 @@
  * they were set to something else: a derived value is recognised by being equal to what the
  * old source would have produced, so no "explicitly set" flags are needed.
  *
+ * Bounds come before parsing: the file is read only if it is a regular file of at most
+ * CONFIG_FILE_MAX bytes (a path naming a device or a huge file is an error, not a hang), and a
+ * value longer than CONFIG_VALUE_MAX bytes is refused from any source.
+ *
  * gn_config_dump() writes the effective configuration as a config file (GKeyFile) with the
  * password of a database or Redis URL replaced by "***". */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -40,6 +47,9 @@
 /* sun_path holds 108 bytes with the terminating NUL; the longest socket name placed in the run
  * folder is PostgreSQL's ".s.PGSQL.NNNNN" (14) plus the slash, with a little room to spare. */
 #define RUN_DIR_MAX 88
+/* Bounds on what is read before anything is parsed (see read_config_file). */
+#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_VALUE_MAX 4096
 
 G_DEFINE_QUARK (gn - config - error - quark, gn_config_error)
 
@@ -88,6 +98,7 @@ typedef enum {
   OPT_RPC_ADDRESS,  /* unix:/path or host:port */
   OPT_SECRET,       /* any text, masked in dumps */
   OPT_BACKEND,      /* "fs" or "s3" */
+  OPT_BOOL,         /* true/false, yes/no, on/off, 1/0 */
 } option_type;
 
 typedef struct {
@@ -125,6 +136,13 @@ static const option options[] = {
   { "auth.token_secret_file", OPT_NAME, FIELD (token_secret_file), 0, 0 },
   { "auth.access_token_ttl", OPT_INT, FIELD (access_token_ttl_s), 1, G_MAXINT },
   { "auth.refresh_token_ttl", OPT_INT, FIELD (refresh_token_ttl_s), 1, G_MAXINT },
+  { "auth.max_concurrent_hashes", OPT_INT, FIELD (max_concurrent_hashes), 1, 4096 },
+  { "ratelimit.enabled", OPT_BOOL, FIELD (ratelimit_enabled), 0, 0 },
+  { "ratelimit.auth_burst", OPT_INT, FIELD (ratelimit_auth_burst), 1, 1000000 },
+  { "ratelimit.auth_per_minute", OPT_INT, FIELD (ratelimit_auth_per_minute), 1, 60000000 },
+  { "ratelimit.write_burst", OPT_INT, FIELD (ratelimit_write_burst), 1, 1000000 },
+  { "ratelimit.write_per_minute", OPT_INT, FIELD (ratelimit_write_per_minute), 1, 60000000 },
+  { "ratelimit.max_keys", OPT_INT, FIELD (ratelimit_max_keys), 1, 10000000 },
   { "storage.backend", OPT_BACKEND, FIELD (storage_backend), 0, 0 },
   { "storage.path", OPT_NAME, FIELD (storage_path), 0, 0 },
   { "storage.s3_endpoint", OPT_STRING, FIELD (s3_endpoint), 0, 0 },
@@ -281,6 +299,15 @@ gn_config_new_default (void)
 
   config->access_token_ttl_s = 15 * 60;
   config->refresh_token_ttl_s = 30 * 24 * 3600;
+  config->max_concurrent_hashes = (int)g_get_num_processors ();
+
+  /* Far above what a person does by hand; a script guessing passwords meets them at once. */
+  config->ratelimit_enabled = true;
+  config->ratelimit_auth_burst = 10;
+  config->ratelimit_auth_per_minute = 30;
+  config->ratelimit_write_burst = 60;
+  config->ratelimit_write_per_minute = 300;
+  config->ratelimit_max_keys = 100000;
 
   config->storage_backend = g_strdup ("fs");
   config->s3_endpoint = g_strdup ("");
@@ -443,6 +470,11 @@ gn_config_set (gn_config *config, const char *key, const char *value, GError **e
     return FALSE;
   }
 
+  if (strlen (value) > CONFIG_VALUE_MAX) {
+    g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_INVALID_VALUE,
+                 "%s: the value is longer than %d bytes", key, CONFIG_VALUE_MAX);
+    return FALSE;
+  }
   g_autofree char *text = g_strstrip (g_strdup (value));
   long long number;
 
@@ -485,6 +517,17 @@ gn_config_set (gn_config *config, const char *key, const char *value, GError **e
     case OPT_SECRET:
     case OPT_DATABASE_URL:
       break;
+
+    case OPT_BOOL: {
+      static const char *const yes[] = { "true", "yes", "on", "1" };
+      static const char *const no[] = { "false", "no", "off", "0" };
+      for (size_t i = 0; i < G_N_ELEMENTS (yes); i++)
+        if (g_ascii_strcasecmp (text, yes[i]) == 0 || g_ascii_strcasecmp (text, no[i]) == 0) {
+          *(bool *)((char *)config + opt->offset) = g_ascii_strcasecmp (text, yes[i]) == 0;
+          return TRUE;
+        }
+      return invalid (error, key, text, "is not true or false");
+    }
 
     case OPT_BACKEND:
       if (strcmp (text, "fs") != 0 && strcmp (text, "s3") != 0)
@@ -532,13 +575,64 @@ env_name (const char *key)
   return g_strconcat ("GENERIA_", upper, NULL);
 }
 
+/* Reads at most CONFIG_FILE_MAX bytes of path: a config file is a few kilobytes, and a path
+ * that names a huge file or a device must end in an error, not in memory or a hang. */
+static char *
+read_config_file (const char *path, gsize *len, GError **error)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  struct stat st;
+
+  if (fd < 0) {
+    g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE, "%s: %s", path, g_strerror (errno));
+    return NULL;
+  }
+  if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
+    g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE,
+                 "%s: not a regular file of at most %d bytes", path, CONFIG_FILE_MAX);
+    close (fd);
+    return NULL;
+  }
+  char *data = g_malloc (CONFIG_FILE_MAX + 1);
+  gsize got = 0;
+  while (got <= CONFIG_FILE_MAX) {
+    ssize_t n = read (fd, data + got, CONFIG_FILE_MAX + 1 - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE, "%s: %s", path,
+                   g_strerror (errno));
+      g_free (data);
+      close (fd);
+      return NULL;
+    }
+    if (n == 0)
+      break;
+    got += (gsize)n;
+  }
+  close (fd);
+  if (got > CONFIG_FILE_MAX) {
+    g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE, "%s: larger than %d bytes", path,
+                 CONFIG_FILE_MAX);
+    g_free (data);
+    return NULL;
+  }
+  data[got] = '\0';
+  *len = got;
+  return data;
+}
+
 static gboolean
 apply_file (gn_config *config, const char *path, GError **error)
 {
   g_autoptr (GKeyFile) file = g_key_file_new ();
   g_autoptr (GError) local_error = NULL;
+  gsize len = 0;
+  g_autofree char *data = read_config_file (path, &len, error);
 
-  if (!g_key_file_load_from_file (file, path, G_KEY_FILE_NONE, &local_error)) {
+  if (data == NULL)
+    return FALSE;
+  if (!g_key_file_load_from_data (file, data, len, G_KEY_FILE_NONE, &local_error)) {
     g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE, "%s: %s", path,
                  local_error->message);
     return FALSE;
@@ -695,6 +789,8 @@ option_text (const gn_config *config, const option *opt)
       return g_strdup_printf ("%d", *int_field (fields, opt));
     case OPT_SIZE:
       return g_strdup_printf ("%zu", *(size_t *)((char *)fields + opt->offset));
+    case OPT_BOOL:
+      return g_strdup (*(bool *)((char *)fields + opt->offset) ? "true" : "false");
     case OPT_SECRET:
       return g_strdup (**string_field (fields, opt) != '\0' ? "***" : "");
     case OPT_RPC_ADDRESS:

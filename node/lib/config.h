@@ -73,9 +73,18 @@ typedef struct {
   char *redis_url;
 
   /* [auth] */
-  char *token_secret_file; /* default <data-dir>/secrets/token.key, created 0600 if missing */
-  int access_token_ttl_s;  /* default 900 */
-  int refresh_token_ttl_s; /* default 30 days */
+  char *token_secret_file;   /* default <data-dir>/secrets/token.key, created 0600 if missing */
+  int access_token_ttl_s;    /* default 900 */
+  int refresh_token_ttl_s;   /* default 30 days */
+  int max_concurrent_hashes; /* argon2id hashes at once (64 MiB each); default: the cores */
+
+  /* [ratelimit]: token buckets in the gateway (gateway/limits.c); a burst, then a rate */
+  bool ratelimit_enabled;         /* default true */
+  int ratelimit_auth_burst;       /* login, register, refresh per client address: 10 */
+  int ratelimit_auth_per_minute;  /* 30 */
+  int ratelimit_write_burst;      /* POST/PUT/PATCH/DELETE per signed-in user: 60 */
+  int ratelimit_write_per_minute; /* 300 */
+  int ratelimit_max_keys;         /* addresses and users remembered per limiter: 100000 */
 
   /* [storage]: where media objects live */
   char *storage_backend; /* "fs" (default) or "s3" */

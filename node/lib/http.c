@@ -774,6 +774,37 @@ buffer_append (request_context *context, const char *data, size_t size)
 
 /* Non-file form fields are small (a type, a caption): their total is capped. */
 #define FORM_FIELDS_MAX (64 * 1024)
+/* The file part's name and type go to the media service as strings. */
+#define FORM_FILE_NAME_MAX 1024
+#define FORM_FILE_TYPE_MAX 255
+
+/* A name or type from a part's headers: UTF-8 without control characters, at most max bytes. */
+static bool
+form_text_ok (const char *text, size_t max)
+{
+  size_t len = text != NULL ? strnlen (text, max + 1) : 0;
+
+  if (len > max || !g_utf8_validate (text != NULL ? text : "", (gssize)len, NULL))
+    return false;
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+      return false;
+  return true;
+}
+
+/* A field's value so far is text: no NUL, and valid UTF-8 except for a sequence the next piece
+ * may complete (gn_http_form_field checks the whole value once more). */
+static bool
+form_value_ok (const GString *value)
+{
+  const char *end = NULL;
+
+  if (memchr (value->str, '\0', value->len) != NULL)
+    return false;
+  if (g_utf8_validate (value->str, (gssize)value->len, &end))
+    return true;
+  return g_utf8_get_char_validated (end, (gssize)(value->str + value->len - end)) == (gunichar)-2;
+}
 
 /* libmicrohttpd's streaming multipart parser calls this for every piece of every part.  The
  * part named "file" goes to the spool file (never to memory); other fields are kept, up to
@@ -792,6 +823,12 @@ form_iterator (void *cls, enum MHD_ValueKind kind, const char *key, const char *
     if (context->file_done)
       return MHD_YES;
     if (!context->file_seen) {
+      if (!form_text_ok (filename, FORM_FILE_NAME_MAX)
+          || !form_text_ok (content_type, FORM_FILE_TYPE_MAX)) {
+        set_pending (context, 400, "invalid_filename",
+                     "The file's name and type must be UTF-8 text without control characters");
+        return MHD_YES;
+      }
       context->file_seen = true;
       request->upload_filename = gn_arena_strdup (request->arena, filename ? filename : "");
       request->upload_content_type
@@ -825,6 +862,10 @@ form_iterator (void *cls, enum MHD_ValueKind kind, const char *key, const char *
     context->fields = field;
   }
   g_string_append_len (field->value, data, (gssize)size);
+  if (!form_value_ok (field->value))
+    set_pending (context, 400, "invalid_text",
+                 gn_arena_printf (request->arena,
+                                  "The form field %s must be UTF-8 text without NUL bytes", key));
   return MHD_YES;
 }
 
@@ -845,7 +886,9 @@ gn_http_form_field (gn_http_request *request, const char *name)
 {
   for (form_field *field = context_of (request)->fields; field != NULL; field = field->next)
     if (strcmp (field->name, name) == 0)
-      return field->value->str;
+      return g_utf8_validate (field->value->str, (gssize)field->value->len, NULL)
+                 ? field->value->str
+                 : NULL;
   return NULL;
 }
 

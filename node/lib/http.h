@@ -117,7 +117,9 @@ const char *gn_http_base_url (gn_http_request *request);
  * body byte is read, a body that grows past it with 413 as soon as it does. */
 void gn_http_set_body_limit (gn_http_request *request, size_t limit);
 
-/* A non-file field of a GN_ROUTE_MULTIPART request (NULL if absent). */
+/* A non-file field of a GN_ROUTE_MULTIPART request (NULL if absent, or if it ends in a cut
+ * UTF-8 sequence).  A field holding a NUL or invalid UTF-8 was refused with 400 before the
+ * handler ran, as was a file part whose name or type is not text. */
 const char *gn_http_form_field (gn_http_request *request, const char *name);
 
 /* Responses: exactly one per request.  Bodies are copied. */

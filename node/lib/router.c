@@ -11,8 +11,10 @@
  * plain integer comparison.  Patterns are limited to 64 segments for that reason.
  *
  * A parameter matches one non-empty segment whose percent-decoded value is neither "." nor
- * ".." and contains no '/' and no NUL, with well-formed %XX escapes; anything else does not
- * match, so a handler never sees a value that could walk a file path. */
+ * ".." and contains no '/' and no NUL, with well-formed %XX escapes, is valid UTF-8 and at
+ * most GN_ROUTE_PARAM_MAX bytes long; anything else does not match (404, like an id that names
+ * nothing), so a handler never sees a value that could walk a file path or cut a string.
+ * Paths longer than GN_ROUTE_PATH_MAX bytes match nothing either. */
 #include "router.h"
 
 #include <stdint.h>
@@ -86,7 +88,9 @@ split_path (const char *path, path_segment segments[MAX_SEGMENTS])
 
   if (path == NULL || path[0] != '/')
     return -1;
-  len = strlen (path);
+  len = strnlen (path, GN_ROUTE_PATH_MAX + 1);
+  if (len > GN_ROUTE_PATH_MAX)
+    return -1;
   if (len > 1 && path[len - 1] == '/')
     len--;
   if (len == 1)
@@ -168,16 +172,22 @@ gn_router_add (gn_router *router, const char *method, const char *pattern, gn_ht
   return &entry->route;
 }
 
-/* Decodes seg into out (which has room for len + 1 bytes) if out is non-NULL; returns the
- * decoded length, or -1 if the segment is not acceptable as a parameter value. */
+/* Decodes seg into out (which has room for MIN (len, GN_ROUTE_PARAM_MAX) + 1 bytes), or only
+ * checks it if out is NULL; returns the decoded length, or -1 if the segment is not
+ * acceptable as a parameter value. */
 static ssize_t
 decode_param (const char *seg, size_t len, char *out)
 {
+  char scratch[GN_ROUTE_PARAM_MAX + 1];
   size_t n = 0;
   bool dots_only = true;
 
-  if (len == 0)
+  /* A value is never longer than its encoded segment: a segment of up to three times the cap
+   * may still decode to a value within it. */
+  if (len == 0 || len > 3 * GN_ROUTE_PARAM_MAX)
     return -1;
+  if (out == NULL)
+    out = scratch;
   for (size_t i = 0; i < len; i++) {
     char c = seg[i];
 
@@ -197,14 +207,15 @@ decode_param (const char *seg, size_t len, char *out)
       return -1;
     if (c != '.')
       dots_only = false;
-    if (out != NULL)
-      out[n] = c;
-    n++;
+    if (n == GN_ROUTE_PARAM_MAX)
+      return -1;
+    out[n++] = c;
   }
   if (dots_only && n <= 2)
     return -1;
-  if (out != NULL)
-    out[n] = '\0';
+  if (!g_utf8_validate (out, (gssize)n, NULL))
+    return -1;
+  out[n] = '\0';
   return (ssize_t)n;
 }
 

@@ -5,7 +5,9 @@
  * Literal segments win over parameters at the same position, so "/api/v1/users/me" and
  * "/api/v1/users/{id}" can coexist.  A path that matches a pattern under another method
  * yields GN_ROUTE_METHOD_NOT_ALLOWED with the allowed methods listed (for 405 and CORS).
- * A trailing slash is ignored; "//" and segments "." or ".." never match. */
+ * A trailing slash is ignored; "//" and segments "." or ".." never match.  Bounds: a path of
+ * more than GN_ROUTE_PATH_MAX bytes matches nothing, and a parameter matches only valid UTF-8
+ * without NUL of at most GN_ROUTE_PARAM_MAX bytes once decoded. */
 #pragma once
 
 #include <stddef.h>
@@ -28,6 +30,8 @@ enum {
 };
 
 #define GN_ROUTE_MAX_PARAMS 4
+#define GN_ROUTE_PATH_MAX 2048
+#define GN_ROUTE_PARAM_MAX 512
 
 typedef struct {
   const char *method;  /* "GET", ... */

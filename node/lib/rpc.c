@@ -92,6 +92,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "pb-check.h"
 #include "rpc.h"
 
 #define MAX_MESSAGE_BYTES (16 * 1024 * 1024)
@@ -334,6 +335,27 @@ unpack_slice (const ProtobufCMessageDescriptor *descriptor, grpc_slice slice, gn
 {
   return protobuf_c_message_unpack (descriptor, gn_arena_protobuf_allocator (arena),
                                     GRPC_SLICE_LENGTH (slice), GRPC_SLICE_START_PTR (slice));
+}
+
+/* A request's bytes decoded into the arena once they passed the proto3 text rules (pb-check.h:
+ * protobuf-c itself would cut a string at a NUL and let invalid UTF-8 through); NULL with
+ * *error set when refused. */
+static ProtobufCMessage *
+unpack_request (const ProtobufCMessageDescriptor *descriptor, grpc_slice slice, gn_arena *arena,
+                GError **error)
+{
+  if (!gn_pb_check (descriptor, GRPC_SLICE_START_PTR (slice), GRPC_SLICE_LENGTH (slice), error)) {
+    /* Text errors name the field; bad encodings get the one message protobuf-c's would. */
+    if (g_error_matches (*error, GN_PB_ERROR, GN_PB_ERROR_MALFORMED)) {
+      g_clear_error (error);
+      g_set_error (error, GN_PB_ERROR, GN_PB_ERROR_MALFORMED, "malformed request");
+    }
+    return NULL;
+  }
+  ProtobufCMessage *message = unpack_slice (descriptor, slice, arena);
+  if (message == NULL)
+    g_set_error (error, GN_PB_ERROR, GN_PB_ERROR_MALFORMED, "malformed request");
+  return message;
 }
 
 /* Decodes a received buffer into the arena; NULL if the bytes are not a valid message. */
@@ -734,16 +756,18 @@ gn_rpc_reader_next (gn_rpc_reader *reader, ProtobufCMessage **message)
   /* The received buffer goes before decoding: a large part is then held twice at most (flat and
    * decoded), not three times. */
   grpc_slice slice;
+  g_autoptr (GError) error = NULL;
   bool flattened = buffer_flatten (reader->payload, &slice);
   grpc_byte_buffer_destroy (reader->payload);
   reader->payload = NULL;
   if (flattened) {
-    *message = unpack_slice (call->method->descriptor->input, slice, reader->scratch);
+    *message = unpack_request (call->method->descriptor->input, slice, reader->scratch, &error);
     grpc_slice_unref (slice);
   }
   if (*message == NULL)
-    return reader_break (reader, GRPC_STATUS_INVALID_ARGUMENT, "malformed_request",
-                         "malformed request");
+    return reader_break (reader, GRPC_STATUS_INVALID_ARGUMENT, gn_pb_error_reason (error),
+                         error != NULL ? gn_arena_strdup (call->arena, error->message)
+                                       : "malformed request");
   return 1;
 }
 
@@ -807,11 +831,15 @@ call_dispatch (gn_rpc_call *call)
   }
   /* A stream's handler reads its messages itself, and always on a worker: the reads block. */
   if (!call->method->streaming) {
-    if (call->payload != NULL)
-      call->request = unpack_message (call->method->descriptor->input, call->payload, call->arena);
+    g_autoptr (GError) error = NULL;
+    grpc_slice slice;
+    if (call->payload != NULL && buffer_flatten (call->payload, &slice)) {
+      call->request = unpack_request (call->method->descriptor->input, slice, call->arena, &error);
+      grpc_slice_unref (slice);
+    }
     if (call->request == NULL) {
-      call_fail_respond (call, GRPC_STATUS_INVALID_ARGUMENT, "malformed_request",
-                         "malformed request");
+      call_fail_respond (call, GRPC_STATUS_INVALID_ARGUMENT, gn_pb_error_reason (error),
+                         error != NULL ? error->message : "malformed request");
       return;
     }
     grpc_byte_buffer_destroy (call->payload);

@@ -134,7 +134,7 @@ gn_token_verify (const gn_token_key *key, const char *token, int64_t now_us, cha
   jwt_t *jwt = NULL;
   bool ok = false;
 
-  if (token == NULL || strlen (token) > 2048)
+  if (token == NULL || strnlen (token, GN_TOKEN_MAX_CHARS + 1) > GN_TOKEN_MAX_CHARS)
     return false;
   if (jwt_decode (&jwt, token, key->secret, (int)sizeof key->secret) != 0 || jwt == NULL)
     goto done;

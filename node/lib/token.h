@@ -26,6 +26,8 @@ gboolean gn_token_key_load (gn_token_key *key, const char *path, GError **error)
 /* Returns a g_malloc'd JWT; *expires_at_us gets the expiry. */
 char *gn_token_sign (const gn_token_key *key, const char *user_id, int ttl_s, int64_t now_us,
                      int64_t *expires_at_us);
+/* Longer tokens are refused before any decoding (ours are about 250 characters). */
+#define GN_TOKEN_MAX_CHARS 4096
 /* true if the signature, algorithm, type and expiry hold at now_us; copies the subject. */
 bool gn_token_verify (const gn_token_key *key, const char *token, int64_t now_us, char user_id[64],
                       int64_t *expires_at_us);

@@ -142,7 +142,8 @@ class OutputTail {
 // oversized bodies, and still read a response the server sends before it read the whole body.
 
 // `agent`: an http.Agent to reuse connections (default: a new connection per request).
-export function request (baseUrl, method, urlPath, { headers = {}, body, json, chunked = false, agent = false } = {}) {
+// `localAddress`: the local address to connect from (e.g. 127.0.0.2, to be another client).
+export function request (baseUrl, method, urlPath, { headers = {}, body, json, chunked = false, agent = false, localAddress } = {}) {
   const url = new URL(urlPath, baseUrl);
   let payload = body;
   const sendHeaders = { ...headers };
@@ -157,7 +158,7 @@ export function request (baseUrl, method, urlPath, { headers = {}, body, json, c
 
   return new Promise((resolve, reject) => {
     let answered = false;
-    const req = http.request(url, { method, headers: sendHeaders, agent }, (res) => {
+    const req = http.request(url, { method, headers: sendHeaders, agent, localAddress }, (res) => {
       answered = true;
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
@@ -365,6 +366,13 @@ export async function startNode ({ dataDir, databaseUrl, redisUrl, env = {}, arg
   if (redisUrl) argv.push('--redis-url', redisUrl);
   // The CDN listener's default port (8090) would clash between nodes running at once.
   if (!args.some((arg) => String(arg).startsWith('cdn.port='))) argv.push('--set', 'cdn.port=0');
+  // Tests sign in and write far more often than a person: generous rate limits (still
+  // enforced, so the admission path runs), unless the test sets any ratelimit.* key itself.
+  if (!args.some((arg) => String(arg).startsWith('ratelimit.'))) {
+    for (const setting of ['auth_burst=100000', 'auth_per_minute=6000000', 'write_burst=100000', 'write_per_minute=6000000']) {
+      argv.push('--set', `ratelimit.${setting}`);
+    }
+  }
   argv.push(...args);
 
   const output = new OutputTail();

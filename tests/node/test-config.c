@@ -448,6 +448,58 @@ test_dump (void)
   gn_config_free (config);
 }
 
+/* Bounds before parsing: a file over 1 MiB, a device and an overlong value are refused with a
+ * message; [ratelimit] reads booleans and numbers. */
+static void
+test_bounds_and_ratelimit (fixture *f, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  gn_config *config = gn_config_new_default ();
+  char **env = empty_environ ();
+
+  g_assert_true (config->ratelimit_enabled);
+  g_assert_cmpint (config->ratelimit_auth_burst, ==, 10);
+  g_assert_cmpint (config->ratelimit_auth_per_minute, ==, 30);
+  g_assert_cmpint (config->ratelimit_write_burst, ==, 60);
+  g_assert_cmpint (config->ratelimit_write_per_minute, ==, 300);
+  g_assert_cmpint (config->max_concurrent_hashes, ==, (int)g_get_num_processors ());
+
+  g_autofree char *ok = write_file (f, "ok.conf",
+                                    "[ratelimit]\nenabled = off\nauth_burst = 1000\n"
+                                    "[auth]\nmax_concurrent_hashes = 3\n");
+  g_assert_true (gn_config_load (config, ok, env, &error));
+  g_assert_no_error (error);
+  g_assert_false (config->ratelimit_enabled);
+  g_assert_cmpint (config->ratelimit_auth_burst, ==, 1000);
+  g_assert_cmpint (config->max_concurrent_hashes, ==, 3);
+  g_autofree char *dump = gn_config_dump (config);
+  g_assert_nonnull (strstr (dump, "[ratelimit]\nenabled=false\n"));
+  g_assert_false (gn_config_set (config, "ratelimit.enabled", "maybe", &error));
+  g_assert_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_INVALID_VALUE);
+  g_clear_error (&error);
+
+  GString *huge = g_string_new ("[gateway]\n");
+  while (huge->len <= 1024 * 1024)
+    g_string_append (huge, "# padding padding padding padding padding padding padding\n");
+  g_autofree char *big = write_file (f, "big.conf", huge->str);
+  g_string_free (huge, TRUE);
+  g_assert_false (gn_config_load (config, big, env, &error));
+  g_assert_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE);
+  g_assert_nonnull (strstr (error->message, "at most 1048576 bytes"));
+  g_clear_error (&error);
+
+  g_assert_false (gn_config_load (config, "/dev/zero", env, &error));
+  g_assert_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_FILE);
+  g_clear_error (&error);
+
+  g_autofree char *long_value = g_strnfill (5000, 'a');
+  g_assert_false (gn_config_set (config, "gateway.cors_origins", long_value, &error));
+  g_assert_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_INVALID_VALUE);
+  g_assert_cmpstr (error->message, ==, "gateway.cors_origins: the value is longer than 4096 bytes");
+  gn_config_free (config);
+  g_strfreev (env);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -470,6 +522,8 @@ main (int argc, char *argv[])
   g_test_add ("/config/bad-values-name-source", fixture, NULL, fixture_set_up,
               test_bad_values_name_their_source, fixture_tear_down);
   g_test_add_func ("/config/services", test_services);
+  g_test_add ("/config/bounds-and-ratelimit", fixture, NULL, fixture_set_up,
+              test_bounds_and_ratelimit, fixture_tear_down);
   g_test_add_func ("/config/dump", test_dump);
   return g_test_run ();
 }

@@ -69,6 +69,11 @@ static const error_case cases[] = {
     "rate_limited",
     "too many attempts" },
   { { GRPC_STATUS_ABORTED, "concurrent update", "" }, 409, "conflict", "concurrent update" },
+  /* Out of password hash slots for a moment: 503 with Retry-After, not the client's 429. */
+  { { GRPC_STATUS_RESOURCE_EXHAUSTED, "too many sign-ins at once; try again in a moment", "busy" },
+    503,
+    "busy",
+    "The auth service is busy: try again" },
   { { GRPC_STATUS_UNAVAILABLE,
       "failed to connect to all addresses; last error: "
       "UNKNOWN: unix:/var/lib/generia/run/auth.sock: No such file or directory",
@@ -172,6 +177,9 @@ test_plain_text (fixture *f, gconstpointer data)
         soup_message_headers_get_content_type (soup_message_get_response_headers (msg), NULL), ==,
         "text/plain");
     g_assert_cmpstr (text, ==, expected);
+    g_assert_cmpstr (
+        soup_message_headers_get_one (soup_message_get_response_headers (msg), "Retry-After"), ==,
+        strcmp (cases[i].code, "busy") == 0 ? "1" : NULL);
   }
 }
 

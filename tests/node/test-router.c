@@ -336,6 +336,41 @@ test_many_routes_no_allocation (void)
   gn_arena_free (arena);
 }
 
+/* Parameters are text: %00, bytes that are not UTF-8 and overlong values match nothing; so
+ * does an overlong path.  Valid multi-byte UTF-8, raw or escaped, still matches. */
+static void
+test_bounds_and_text (fixture *f, gconstpointer data)
+{
+  g_assert_cmpint (match (f, "GET", "/api/v1/posts/a%00b"), ==, GN_ROUTE_NOT_FOUND);
+  g_assert_cmpint (match (f, "GET", "/api/v1/posts/%ff"), ==, GN_ROUTE_NOT_FOUND);
+  g_assert_cmpint (match (f, "GET", "/api/v1/posts/\xc3"), ==, GN_ROUTE_NOT_FOUND);
+  g_assert_cmpint (match (f, "GET", "/api/v1/posts/%ed%a0%80"), ==, GN_ROUTE_NOT_FOUND);
+  g_assert_cmpint (match (f, "GET", "/api/v1/posts/%c3%a9t%C3%A9"), ==, GN_ROUTE_MATCH);
+  g_assert_cmpstr (f->params[0].value, ==, "\xc3\xa9t\xc3\xa9");
+  g_assert_cmpint (match (f, "GET", "/api/v1/posts/\xc3\xa9"), ==, GN_ROUTE_MATCH);
+
+  g_autofree char *longest = g_strnfill (GN_ROUTE_PARAM_MAX, 'x');
+  g_autofree char *path = g_strconcat ("/api/v1/posts/", longest, NULL);
+  g_assert_cmpint (match (f, "GET", path), ==, GN_ROUTE_MATCH);
+  g_assert_cmpuint (strlen (f->params[0].value), ==, GN_ROUTE_PARAM_MAX);
+  g_autofree char *too_long = g_strconcat (path, "x", NULL);
+  g_assert_cmpint (match (f, "GET", too_long), ==, GN_ROUTE_NOT_FOUND);
+  /* Escapes count as the byte they stand for. */
+  GString *escaped = g_string_new ("/api/v1/posts/");
+  for (int i = 0; i < GN_ROUTE_PARAM_MAX; i++)
+    g_string_append (escaped, "%41");
+  g_assert_cmpint (match (f, "GET", escaped->str), ==, GN_ROUTE_MATCH);
+  g_string_append (escaped, "%41");
+  g_assert_cmpint (match (f, "GET", escaped->str), ==, GN_ROUTE_NOT_FOUND);
+  g_string_free (escaped, TRUE);
+
+  GString *deep = g_string_new (NULL);
+  while (deep->len <= GN_ROUTE_PATH_MAX)
+    g_string_append (deep, "/a");
+  g_assert_cmpint (match (f, "GET", deep->str), ==, GN_ROUTE_NOT_FOUND);
+  g_string_free (deep, TRUE);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -351,6 +386,7 @@ main (int argc, char **argv)
   ADD ("/router/decoding", test_decoding);
   ADD ("/router/traversal", test_traversal);
   ADD ("/router/trailing-slash", test_trailing_slash);
+  ADD ("/router/bounds-and-text", test_bounds_and_text);
 #undef ADD
   g_test_add_func ("/router/literal-precedence-any-order", test_literal_precedence_any_order);
   g_test_add_func ("/router/add-returns-tunable-route", test_add_returns_tunable_route);

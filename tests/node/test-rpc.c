@@ -784,6 +784,22 @@ test_errors (void)
   g_assert_cmpstr (raw.reason, ==, "malformed_request");
   raw_result_clear (&raw);
 
+  /* A username with a NUL inside (protobuf-c would decode "ab") and one that is not UTF-8:
+   * refused before the handler, naming the field. */
+  static const guint8 with_nul[] = { 0x0a, 0x05, 'a', 'b', 0x00, 'c', 'd' };
+  raw_call (f.target, "/generia.auth.v1.AuthService/Register", with_nul, sizeof with_nul, NULL,
+            &raw);
+  g_assert_cmpint (raw.code, ==, GRPC_STATUS_INVALID_ARGUMENT);
+  g_assert_cmpstr (raw.reason, ==, "nul_in_string");
+  g_assert_nonnull (strstr (raw.details, "username"));
+  raw_result_clear (&raw);
+  static const guint8 not_utf8[] = { 0x0a, 0x03, 'a', 'b', 0xff };
+  raw_call (f.target, "/generia.auth.v1.AuthService/Register", not_utf8, sizeof not_utf8, NULL,
+            &raw);
+  g_assert_cmpint (raw.code, ==, GRPC_STATUS_INVALID_ARGUMENT);
+  g_assert_cmpstr (raw.reason, ==, "invalid_utf8");
+  raw_result_clear (&raw);
+
   /* The client refuses a request of the wrong type before sending anything. */
   g_assert_cmpint (gn_rpc_unary (gn_rpc_client_get (f.target), AUTH_SERVICE, "Register", &info.base,
                                  &response, arena, NULL, &status),

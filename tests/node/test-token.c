@@ -119,6 +119,32 @@ test_claims_required (void)
   jwt_free (jwt);
 }
 
+/* A correctly signed token padded with a claim past GN_TOKEN_MAX_CHARS is refused unread; one
+ * just under the cap still verifies. */
+static void
+test_length_cap (void)
+{
+  gn_token_key key;
+  make_key (&key, 7);
+  char user[64];
+  size_t paddings[] = { 2500, GN_TOKEN_MAX_CHARS };
+  for (size_t i = 0; i < G_N_ELEMENTS (paddings); i++) {
+    jwt_t *jwt = NULL;
+    g_assert_cmpint (jwt_new (&jwt), ==, 0);
+    jwt_add_grant (jwt, "sub", "carol");
+    jwt_add_grant (jwt, "typ", "access");
+    jwt_add_grant_int (jwt, "exp", (long)(NOW_US / G_USEC_PER_SEC) + 600);
+    g_autofree char *padding = g_strnfill (paddings[i], 'p');
+    jwt_add_grant (jwt, "pad", padding);
+    jwt_set_alg (jwt, JWT_ALG_HS256, key.secret, sizeof key.secret);
+    char *token = jwt_encode_str (jwt);
+    g_assert_cmpint (strlen (token) > GN_TOKEN_MAX_CHARS, ==, i == 1);
+    g_assert_cmpint (gn_token_verify (&key, token, NOW_US, user, NULL), ==, i == 0);
+    free (token);
+    jwt_free (jwt);
+  }
+}
+
 static void
 test_refresh_tokens (void)
 {
@@ -181,6 +207,7 @@ main (int argc, char **argv)
   g_test_add_func ("/token/wrong-key-and-tampering", test_wrong_key_and_tampering);
   g_test_add_func ("/token/algorithm-pinned", test_algorithm_pinned);
   g_test_add_func ("/token/claims-required", test_claims_required);
+  g_test_add_func ("/token/length-cap", test_length_cap);
   g_test_add_func ("/token/refresh-tokens", test_refresh_tokens);
   g_test_add_func ("/token/key-file", test_key_file);
   return g_test_run ();

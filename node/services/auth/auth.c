@@ -5,7 +5,11 @@
  *
  * Passwords are hashed with argon2id (libsodium crypto_pwhash_str, the library's interactive
  * limits: 2 passes over 64 MiB), outside any transaction, so a slow hash never holds a row
- * lock.  The cost bounds concurrency too: at most rpc.workers hashes run at once.
+ * lock.  Each hash (and each verification) takes 64 MiB while it runs, so at most
+ * auth.max_concurrent_hashes of them run at once (a counting semaphore): a call waits for a
+ * slot at most until its deadline, and at most HASH_WAIT_MAX_MS, then fails with
+ * RESOURCE_EXHAUSTED "busy" (503 + Retry-After at the gateway).  Memory for hashing thus stays
+ * below max_concurrent_hashes x 64 MiB however many sign-ins arrive together.
  *
  * Sessions: a login (Register or Login) creates a token family and its first refresh token,
  * plus a short-lived JWT access token (token.c).  RefreshToken marks the presented token used
@@ -28,12 +32,18 @@
 
 #define MAX_PASSWORD_BYTES 1024
 #define MAX_CLIENT_NAME 100
+#define HASH_WAIT_MAX_MS 10000
+#define HASH_ANSWER_MARGIN_MS 50
 
 typedef struct {
   char *database_url;
   const gn_token_key *key;
   int access_ttl_s;
   int refresh_ttl_s;
+  /* The password hash semaphore: free slots, and the wait for one. */
+  GMutex hash_lock;
+  GCond hash_freed;
+  int hash_slots;
 } auth_state;
 
 static auth_state *
@@ -46,6 +56,47 @@ static PGconn *
 conn_or_fail (gn_rpc_call *call, grpc_status_code *code)
 {
   return gn_service_db (call, state_of (call)->database_url, code);
+}
+
+/* --- the password hash semaphore ---------------------------------------------------- */
+
+/* Takes a hashing slot, waiting until the call's deadline at most; RESOURCE_EXHAUSTED "busy"
+ * if none came free in time. */
+static grpc_status_code
+hash_slot_take (gn_rpc_call *call)
+{
+  auth_state *state = state_of (call);
+  /* What is left of the deadline, less a fifth of it (at least HASH_ANSWER_MARGIN_MS) for the
+   * "busy" answer to reach the caller before the deadline turns it into a bare
+   * DEADLINE_EXCEEDED: on a machine busy hashing, a woken thread may wait a while for a core. */
+  int64_t remaining = gn_rpc_call_remaining_ms (call);
+  int64_t wait_ms
+      = CLAMP (remaining - MAX (remaining / 5, HASH_ANSWER_MARGIN_MS), 0, HASH_WAIT_MAX_MS);
+  gint64 until = g_get_monotonic_time () + wait_ms * G_TIME_SPAN_MILLISECOND;
+  gboolean taken = TRUE;
+
+  g_mutex_lock (&state->hash_lock);
+  while (state->hash_slots == 0 && taken)
+    taken = g_cond_wait_until (&state->hash_freed, &state->hash_lock, until);
+  taken = state->hash_slots > 0;
+  if (taken)
+    state->hash_slots--;
+  g_mutex_unlock (&state->hash_lock);
+  if (!taken)
+    return gn_rpc_call_fail (call, GRPC_STATUS_RESOURCE_EXHAUSTED, "busy",
+                             "too many sign-ins at once; try again in a moment");
+  return GRPC_STATUS_OK;
+}
+
+static void
+hash_slot_give (gn_rpc_call *call)
+{
+  auth_state *state = state_of (call);
+
+  g_mutex_lock (&state->hash_lock);
+  state->hash_slots++;
+  g_cond_signal (&state->hash_freed);
+  g_mutex_unlock (&state->hash_lock);
 }
 
 /* --- input checks --------------------------------------------------------------------- */
@@ -282,9 +333,13 @@ handle_register (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMe
   PQclear (taken);
 
   char hash[crypto_pwhash_STRBYTES];
-  if (crypto_pwhash_str (hash, req->password, strlen (req->password),
-                         crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE)
-      != 0)
+  if ((code = hash_slot_take (call)) != GRPC_STATUS_OK)
+    return code;
+  int hashed
+      = crypto_pwhash_str (hash, req->password, strlen (req->password),
+                           crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE);
+  hash_slot_give (call);
+  if (hashed != 0)
     return gn_rpc_call_fail (call, GRPC_STATUS_RESOURCE_EXHAUSTED, "busy",
                              "the server is out of memory for password hashing; try again");
 
@@ -369,27 +424,33 @@ handle_login (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessa
   char *stored_hash = gn_arena_strdup (arena, PQgetvalue (res, 0, 7));
   PQclear (res);
 
-  if (crypto_pwhash_str_verify (stored_hash, req->password, strlen (req->password)) != 0)
+  if ((code = hash_slot_take (call)) != GRPC_STATUS_OK)
+    return code;
+  int verified = crypto_pwhash_str_verify (stored_hash, req->password, strlen (req->password));
+  char hash[crypto_pwhash_STRBYTES];
+  int rehashed = -1;
+  if (verified == 0
+      && crypto_pwhash_str_needs_rehash (stored_hash, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                                         crypto_pwhash_MEMLIMIT_INTERACTIVE)
+             != 0)
+    rehashed = crypto_pwhash_str (hash, req->password, strlen (req->password),
+                                  crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                                  crypto_pwhash_MEMLIMIT_INTERACTIVE);
+  hash_slot_give (call);
+  if (verified != 0)
     return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "wrong_password", "wrong password");
 
-  if (crypto_pwhash_str_needs_rehash (stored_hash, crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                                      crypto_pwhash_MEMLIMIT_INTERACTIVE)
-      != 0) {
-    char hash[crypto_pwhash_STRBYTES];
-    if (crypto_pwhash_str (hash, req->password, strlen (req->password),
-                           crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE)
-        == 0) {
-      const char *rehash_params[] = { hash, session->user->id };
-      PGresult *updated = gn_pg_exec (conn, &error,
-                                      "UPDATE auth.users SET password_hash = $1, updated_at = now()"
-                                      " WHERE id = $2",
-                                      2, rehash_params);
-      if (updated == NULL) {
-        gn_warn ("could not upgrade password hash: %s", error->message);
-        g_clear_error (&error);
-      }
-      PQclear (updated);
+  if (rehashed == 0) {
+    const char *rehash_params[] = { hash, session->user->id };
+    PGresult *updated = gn_pg_exec (conn, &error,
+                                    "UPDATE auth.users SET password_hash = $1, updated_at = now()"
+                                    " WHERE id = $2",
+                                    2, rehash_params);
+    if (updated == NULL) {
+      gn_warn ("could not upgrade password hash: %s", error->message);
+      g_clear_error (&error);
     }
+    PQclear (updated);
   }
 
   if (!issue_session (call, conn, session->user->id, NULL, client_name (call, req->client_name),
@@ -716,6 +777,9 @@ auth_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
   state->key = env->token_key;
   state->access_ttl_s = env->config->access_token_ttl_s;
   state->refresh_ttl_s = env->config->refresh_token_ttl_s;
+  g_mutex_init (&state->hash_lock);
+  g_cond_init (&state->hash_freed);
+  state->hash_slots = env->config->max_concurrent_hashes;
   service->descriptor = &generia__auth__v1__auth_service__descriptor;
   service->methods = auth_methods;
   service->log_name = "auth";
@@ -730,6 +794,8 @@ auth_fini (gn_rpc_service *service)
   if (state == NULL)
     return;
   g_free (state->database_url);
+  g_mutex_clear (&state->hash_lock);
+  g_cond_clear (&state->hash_freed);
   g_free (state);
   service->data = NULL;
 }

@@ -60,7 +60,7 @@ gn_cdn_sign (const gn_cdn_key *key, const char *storage_key, int64_t expires,
 static gboolean
 parse_expires (const char *text, int64_t *expires)
 {
-  size_t len = strlen (text);
+  size_t len = strnlen (text, GN_CDN_EXPIRES_MAX_DIGITS + 1);
   int64_t value = 0;
 
   if (len == 0 || len > GN_CDN_EXPIRES_MAX_DIGITS || (text[0] == '0' && len > 1))
@@ -87,7 +87,8 @@ gn_cdn_verify (const gn_cdn_key *key, const char *storage_key, const char *expir
 
   if (expires == NULL || signature == NULL || expires[0] == '\0' || signature[0] == '\0')
     return GN_CDN_URL_UNSIGNED;
-  if (!parse_expires (expires, &expires_at) || strlen (signature) != GN_CDN_SIGNATURE_CHARS)
+  if (!parse_expires (expires, &expires_at)
+      || strnlen (signature, GN_CDN_SIGNATURE_CHARS + 1) != GN_CDN_SIGNATURE_CHARS)
     return GN_CDN_URL_FORGED;
   if (sodium_base642bin (given, sizeof given, signature, GN_CDN_SIGNATURE_CHARS, NULL, &given_len,
                          &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING)

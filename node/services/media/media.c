@@ -112,7 +112,8 @@ upload_signature_valid (const gn_token_key *key, const char *media_id, int64_t e
   char expected[crypto_auth_hmacsha256_BYTES * 2];
   upload_signature (key, media_id, expires, expected);
   size_t len = strlen (expected);
-  return strlen (signature) == len && sodium_memcmp (expected, signature, len) == 0;
+  /* strnlen: a signature from outside is read no further than one could be long. */
+  return strnlen (signature, len + 1) == len && sodium_memcmp (expected, signature, len) == 0;
 }
 
 /* --- rows to messages ----------------------------------------------------------------- */

@@ -88,7 +88,8 @@ parse_text (const char *text, size_t len, gn_cursor *key)
 bool
 gn_cursor_decode (const char *text, gn_cursor *key)
 {
-  size_t len = strlen (text);
+  /* Bounded before anything else: a cursor from outside is read no further than one can be. */
+  size_t len = strnlen (text, GN_CURSOR_MAX_CHARS + 1);
   if (len == 0 || len > GN_CURSOR_MAX_CHARS || len % 4 == 1)
     return false;
   char standard[GN_CURSOR_MAX_CHARS + 4];
