@@ -125,6 +125,8 @@ static const option options[] = {
   { "auth.token_secret_file", OPT_NAME, FIELD (token_secret_file), 0, 0 },
   { "auth.access_token_ttl", OPT_INT, FIELD (access_token_ttl_s), 1, G_MAXINT },
   { "auth.refresh_token_ttl", OPT_INT, FIELD (refresh_token_ttl_s), 1, G_MAXINT },
+  { "auth.legacy_access_token_ttl", OPT_INT, FIELD (legacy_access_token_ttl_s), 1, G_MAXINT },
+  { "auth.revocation_poll_ms", OPT_INT, FIELD (revocation_poll_ms), 50, 60 * 1000 },
   { "storage.backend", OPT_BACKEND, FIELD (storage_backend), 0, 0 },
   { "storage.path", OPT_NAME, FIELD (storage_path), 0, 0 },
   { "storage.s3_endpoint", OPT_STRING, FIELD (s3_endpoint), 0, 0 },
@@ -281,6 +283,8 @@ gn_config_new_default (void)
 
   config->access_token_ttl_s = 15 * 60;
   config->refresh_token_ttl_s = 30 * 24 * 3600;
+  config->legacy_access_token_ttl_s = 24 * 3600;
+  config->revocation_poll_ms = 1000;
 
   config->storage_backend = g_strdup ("fs");
   config->s3_endpoint = g_strdup ("");

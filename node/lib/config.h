@@ -76,6 +76,9 @@ typedef struct {
   char *token_secret_file; /* default <data-dir>/secrets/token.key, created 0600 if missing */
   int access_token_ttl_s;  /* default 900 */
   int refresh_token_ttl_s; /* default 30 days */
+  /* Access tokens of clients that do not say they refresh (API v1's web client); default 24 h */
+  int legacy_access_token_ttl_s;
+  int revocation_poll_ms; /* how often revoked sessions are fetched from auth; default 1000 */
 
   /* [storage]: where media objects live */
   char *storage_backend; /* "fs" (default) or "s3" */
