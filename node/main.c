@@ -5,7 +5,8 @@
  *
  * Start-up order: configuration (defaults < file < environment < flags); the embedded
  * PostgreSQL and Redis when no URLs are configured; migrations of the services run here; the
- * gRPC server with those services on their addresses; the gateway.  Shutdown runs the same
+ * gRPC server with those services on their addresses; the first fetch of revoked sessions
+ * (revocations.c, which both token checks consult); the gateway.  Shutdown runs the same
  * list backwards.  Signals are blocked before any thread starts (gRPC's included), so only the
  * main thread's sigwait() sees them. */
 #include <errno.h>
