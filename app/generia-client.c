@@ -13,8 +13,11 @@
  *
  * register and login use the client's "server-url" and return a new GeneriaSession; me, refresh,
  * logout, feed, upload_media and create_post use the client's "session" and that session's own
- * server. Refresh tokens rotate and the node revokes a whole login when an old one is presented
- * twice, so at most one refresh is in flight: later callers wait for its result. Requests made
+ * server. register and login send "client_refreshes": true, so the node issues short-lived access
+ * tokens (without it, it assumes a client that never refreshes, like the original web client, and
+ * issues tokens that live a day). Refresh tokens rotate and the node revokes a whole login when an
+ * old one is presented twice, so at most one refresh is in flight: later callers wait for its
+ * result. Requests made
  * with the session refresh once and retry when the access token has expired. Media uploads are
  * multipart forms; download fetches a signed media URL, which needs no credentials.
  *
@@ -785,6 +788,7 @@ generia_client_register_async (GeneriaClient       *self,
   json_object_set_string_member (body, "username", lower_username);
   json_object_set_string_member (body, "email", stripped_email);
   json_object_set_string_member (body, "password", password);
+  json_object_set_boolean_member (body, "client_refreshes", TRUE);
 
   send_request_async (self, self->server_url, "POST", "/api/v1/auth/register", body, NULL,
                       cancellable, on_auth_answer, g_steal_pointer (&task));
@@ -858,6 +862,7 @@ generia_client_login_async (GeneriaClient       *self,
   body = json_object_new ();
   json_object_set_string_member (body, "email_or_username", identifier);
   json_object_set_string_member (body, "password", password);
+  json_object_set_boolean_member (body, "client_refreshes", TRUE);
 
   send_request_async (self, self->server_url, "POST", "/api/v1/auth/login", body, NULL,
                       cancellable, on_auth_answer, g_steal_pointer (&task));

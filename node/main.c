@@ -5,7 +5,8 @@
  *
  * Start-up order: configuration (defaults < file < environment < flags); the embedded
  * PostgreSQL and Redis when no URLs are configured; migrations of the services run here; the
- * gRPC server with those services on their addresses; the gateway.  Shutdown runs the same
+ * gRPC server with those services on their addresses; the first fetch of revoked sessions
+ * (revocations.c, which both token checks consult); the gateway.  Shutdown runs the same
  * list backwards.
  *
  * Signals are blocked before any thread starts (gRPC's included), so only the signal thread's
@@ -29,6 +30,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "metrics.h"
+#include "revocations.h"
 #include "rpc.h"
 #include "service.h"
 #include "token.h"
@@ -228,6 +230,8 @@ typedef struct {
   char *database_url;
   char *redis_url;
   gn_token_key key;
+  gn_revocations *revocations;
+  gn_token_verifier verifier;
   gn_rpc_service services[GN_SERVICE_COUNT];
   gn_rpc_server *rpc;
   gn_gateway *gateway;
@@ -271,6 +275,7 @@ node_env (node *n)
     .database_url = n->database_url,
     .redis_url = n->redis_url,
     .token_key = &n->key,
+    .revocations = n->revocations,
   };
 }
 
@@ -287,12 +292,6 @@ node_migrate (node *n, GError **error)
   return TRUE;
 }
 
-static bool
-verify_bearer (void *data, const char *token, char user_id[64])
-{
-  return gn_token_verify (data, token, g_get_real_time (), user_id, NULL);
-}
-
 static gboolean
 node_start_services (node *n, GError **error)
 {
@@ -304,7 +303,7 @@ node_start_services (node *n, GError **error)
     .workers = config->rpc_workers,
   };
   n->rpc = gn_rpc_server_new (&options);
-  gn_rpc_server_set_authenticator (n->rpc, verify_bearer, &n->key);
+  gn_rpc_server_set_authenticator (n->rpc, gn_token_verifier_check, &n->verifier);
   gn_rpc_server_set_observer (n->rpc, gn_metrics_observe_rpc, NULL);
   gn_service_env env = node_env (n);
   GHashTable *addresses = g_hash_table_new (g_str_hash, g_str_equal);
@@ -339,6 +338,9 @@ node_stop (node *n)
     gn_gateway_stop (n->gateway);
     n->gateway = NULL;
   }
+  /* The poller calls the auth service, which may be about to stop in this process. */
+  if (n->revocations != NULL)
+    gn_revocations_stop_polling (n->revocations);
   if (n->rpc != NULL) {
     gn_rpc_server_shutdown (n->rpc, n->config->shutdown_grace_ms);
     gn_rpc_server_free (n->rpc);
@@ -349,6 +351,8 @@ node_stop (node *n)
     if (module != NULL && n->services[id].data != NULL)
       module->fini (&n->services[id]);
   }
+  gn_revocations_free (n->revocations);
+  n->revocations = NULL;
   gn_rpc_clients_shutdown ();
   g_mutex_lock (&n->embedded_lock);
   gn_embedded_stop (n->embedded);
@@ -450,10 +454,16 @@ run (const char *command, int argc, char **argv)
     status = 0;
     goto out;
   }
+  /* Created before the services (which get it in their env), fed once they listen, so the
+   * first poll can reach an auth service in this very process. */
+  n.revocations = gn_revocations_new ();
+  n.verifier = (gn_token_verifier){ .key = &n.key, .revocations = n.revocations };
   if (!prepare_socket_dirs (n.config, &error) || !node_start_services (&n, &error))
     goto out;
+  gn_revocations_start_polling (n.revocations, n.config->service_address[GN_SERVICE_AUTH],
+                                n.config->revocation_poll_ms);
   if (n.config->run[GN_SERVICE_GATEWAY]) {
-    n.gateway = gn_gateway_start (n.config, &n.key, &error);
+    n.gateway = gn_gateway_start (n.config, &n.key, n.revocations, &error);
     if (n.gateway == NULL)
       goto out;
   }

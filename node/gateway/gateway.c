@@ -2,8 +2,9 @@
  * /health (liveness: the process answers), /ready (readiness: every service the gateway
  * routes to answers HealthCheck as SERVING, asked in parallel with a short deadline).
  *
- * Tokens are verified here with the shared key, so routes that need a user cost no extra
- * hop; the services verify the forwarded token again (authorisation stays with the data). */
+ * Tokens are verified here with the shared key and the process's set of revoked sessions
+ * (revocations.c), so routes that need a user cost no extra hop; the services verify the
+ * forwarded token again (authorisation stays with the data). */
 #include "gateway.h"
 
 #include <errno.h>
@@ -25,6 +26,7 @@ struct gn_gateway {
   gn_router *router;
   gn_gateway_limits *limits;
   gn_http_server *server;
+  gn_token_verifier verifier;
 };
 
 /* Services whose health decides readiness, with their HealthCheck descriptors. */
@@ -39,13 +41,6 @@ static const ready_dependency ready_dependencies[] = {
   { GN_SERVICE_MEDIA, &generia__media__v1__media_service__descriptor },
   { GN_SERVICE_CDN, &generia__cdn__v1__cdnservice__descriptor },
 };
-
-static bool
-authenticate (void *data, const char *token, char user_id[64])
-{
-  const gn_token_key *key = data;
-  return gn_token_verify (key, token, g_get_real_time (), user_id, NULL);
-}
 
 void
 gn_gateway_call_options (gn_http_request *request, gn_rpc_call_options *options)
@@ -279,11 +274,13 @@ handle_ready (gn_http_request *request, void *data)
 }
 
 gn_gateway *
-gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **error)
+gn_gateway_start (const gn_config *config, const gn_token_key *key, gn_revocations *revocations,
+                  GError **error)
 {
   gn_gateway *gateway = g_new0 (gn_gateway, 1);
   gateway->context.config = config;
   gateway->context.key = key;
+  gateway->verifier = (gn_token_verifier){ .key = key, .revocations = revocations };
   for (int i = 0; i < GN_SERVICE_COUNT; i++)
     if (i != GN_SERVICE_GATEWAY && config->service_address[i] != NULL)
       gateway->context.clients[i] = gn_rpc_client_get (config->service_address[i]);
@@ -309,8 +306,8 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
     .spool_dir = config->media_spool_dir,
     .cors_origins = config->cors_origins,
     .router = gateway->router,
-    .authenticate = authenticate,
-    .auth_data = (void *)key,
+    .authenticate = gn_token_verifier_check,
+    .auth_data = &gateway->verifier,
     .observer = gn_metrics_observe_http,
     .admit = gn_gateway_admit,
     .admit_data = gateway->limits,

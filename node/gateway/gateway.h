@@ -13,6 +13,7 @@
 #include "config.h"
 #include "http.h"
 #include "json-limits.h"
+#include "revocations.h"
 #include "rpc.h"
 #include "token.h"
 
@@ -24,7 +25,9 @@ typedef struct {
 
 typedef struct gn_gateway gn_gateway;
 
-gn_gateway *gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **error);
+/* Bearer tokens are checked with key and must not belong to a session in revocations. */
+gn_gateway *gn_gateway_start (const gn_config *config, const gn_token_key *key,
+                              gn_revocations *revocations, GError **error);
 int gn_gateway_port (gn_gateway *gateway);
 void gn_gateway_stop (gn_gateway *gateway);
 

@@ -3,7 +3,12 @@
  * Each route validates the JSON shape (types, presence) and leaves the rules about values
  * (username syntax, password length, ...) to the auth service, which owns them; its status and
  * reason come back through gn_gateway_call (errors.c), so both layers speak one error
- * vocabulary. */
+ * vocabulary.
+ *
+ * Register and login take an optional "client_refreshes": true from clients that call
+ * /auth/refresh (ours do): they get short-lived access tokens.  API v1's web client sends no
+ * such field and never refreshes, so without it the access token is long-lived (24 h by
+ * default); logout still ends either kind within seconds (lib/revocations.c). */
 #include "gateway.h"
 
 #include <string.h>
@@ -80,6 +85,22 @@ user_agent (gn_http_request *request)
   return agent != NULL && gn_gateway_text_ok (agent, 1024) ? agent : "";
 }
 
+/* The optional boolean "client_refreshes"; answers 400 and sets *failed when it is not one. */
+static gboolean
+client_refreshes_member (gn_http_request *request, JsonObject *body, gboolean *failed)
+{
+  JsonNode *node = json_object_get_member (body, "client_refreshes");
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return FALSE;
+  if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN) {
+    if (!*failed)
+      gn_http_respond_error (request, 400, "invalid_request", "client_refreshes must be a boolean");
+    *failed = TRUE;
+    return FALSE;
+  }
+  return json_node_get_boolean (node);
+}
+
 static void
 handle_register (gn_http_request *request, void *data)
 {
@@ -92,6 +113,7 @@ handle_register (gn_http_request *request, void *data)
   const char *username = gn_gateway_string_member (request, body, "username", &failed);
   const char *email = gn_gateway_string_member (request, body, "email", &failed);
   const char *password = gn_gateway_string_member (request, body, "password", &failed);
+  req.client_refreshes = client_refreshes_member (request, body, &failed);
   if (failed)
     return;
   if (username == NULL || email == NULL || password == NULL) {
@@ -120,6 +142,7 @@ handle_login (gn_http_request *request, void *data)
   Generia__Auth__V1__LoginRequest req = GENERIA__AUTH__V1__LOGIN_REQUEST__INIT;
   const char *identifier = gn_gateway_string_member (request, body, "email_or_username", &failed);
   const char *password = gn_gateway_string_member (request, body, "password", &failed);
+  req.client_refreshes = client_refreshes_member (request, body, &failed);
   if (failed)
     return;
   if (identifier == NULL || password == NULL) {

@@ -143,6 +143,8 @@ static const option options[] = {
   { "ratelimit.write_burst", OPT_INT, FIELD (ratelimit_write_burst), 1, 1000000 },
   { "ratelimit.write_per_minute", OPT_INT, FIELD (ratelimit_write_per_minute), 1, 60000000 },
   { "ratelimit.max_keys", OPT_INT, FIELD (ratelimit_max_keys), 1, 10000000 },
+  { "auth.legacy_access_token_ttl", OPT_INT, FIELD (legacy_access_token_ttl_s), 1, G_MAXINT },
+  { "auth.revocation_poll_ms", OPT_INT, FIELD (revocation_poll_ms), 50, 60 * 1000 },
   { "storage.backend", OPT_BACKEND, FIELD (storage_backend), 0, 0 },
   { "storage.path", OPT_NAME, FIELD (storage_path), 0, 0 },
   { "storage.s3_endpoint", OPT_STRING, FIELD (s3_endpoint), 0, 0 },
@@ -308,6 +310,8 @@ gn_config_new_default (void)
   config->ratelimit_write_burst = 60;
   config->ratelimit_write_per_minute = 300;
   config->ratelimit_max_keys = 100000;
+  config->legacy_access_token_ttl_s = 24 * 3600;
+  config->revocation_poll_ms = 1000;
 
   config->storage_backend = g_strdup ("fs");
   config->s3_endpoint = g_strdup ("");

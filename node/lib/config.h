@@ -77,6 +77,9 @@ typedef struct {
   int access_token_ttl_s;    /* default 900 */
   int refresh_token_ttl_s;   /* default 30 days */
   int max_concurrent_hashes; /* argon2id hashes at once (64 MiB each); default: the cores */
+  /* Access tokens of clients that do not say they refresh (API v1's web client); default 24 h */
+  int legacy_access_token_ttl_s;
+  int revocation_poll_ms; /* how often revoked sessions are fetched from auth; default 1000 */
 
   /* [ratelimit]: token buckets in the gateway (gateway/limits.c); a burst, then a rate */
   bool ratelimit_enabled;         /* default true */

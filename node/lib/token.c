@@ -2,8 +2,9 @@
  *
  * Why JWT for access tokens: the gateway and each service can check a token with one HMAC and
  * no database or network hop, which is what keeps GET /auth/me and every later authenticated
- * route cheap.  Access tokens are short-lived (15 minutes by default) because they cannot be
- * revoked; refresh tokens are the revocable part and live only as hashes in the auth schema.
+ * route cheap.  A token names its session ("sid", the token family of its login), so a logout
+ * can cut it off before it expires: the processes that verify tokens keep the set of revoked
+ * sessions in memory (revocations.c).  Refresh tokens live only as hashes in the auth schema.
  *
  * libjwt verifies the signature inside jwt_decode() but accepts whatever algorithm the header
  * names, so the algorithm is checked afterwards (pinning HS256 rules out "alg":"none"), as are
@@ -91,8 +92,8 @@ gn_token_key_load (gn_token_key *key, const char *path, GError **error)
 }
 
 char *
-gn_token_sign (const gn_token_key *key, const char *user_id, int ttl_s, int64_t now_us,
-               int64_t *expires_at_us)
+gn_token_sign_session (const gn_token_key *key, const char *user_id, const char *session_id,
+                       int ttl_s, int64_t now_us, int64_t *expires_at_us)
 {
   jwt_t *jwt = NULL;
   char *encoded = NULL;
@@ -112,6 +113,8 @@ gn_token_sign (const gn_token_key *key, const char *user_id, int ttl_s, int64_t 
       || jwt_add_grant (jwt, "jti", jti) != 0 || jwt_add_grant_int (jwt, "iat", now_s) != 0
       || jwt_add_grant_int (jwt, "exp", exp_s) != 0)
     goto fail;
+  if (session_id != NULL && jwt_add_grant (jwt, "sid", session_id) != 0)
+    goto fail;
   if (jwt_set_alg (jwt, JWT_ALG_HS256, key->secret, (int)sizeof key->secret) != 0)
     goto fail;
   encoded = jwt_encode_str (jwt);
@@ -127,9 +130,16 @@ fail:
   return result;
 }
 
+char *
+gn_token_sign (const gn_token_key *key, const char *user_id, int ttl_s, int64_t now_us,
+               int64_t *expires_at_us)
+{
+  return gn_token_sign_session (key, user_id, NULL, ttl_s, now_us, expires_at_us);
+}
+
 bool
-gn_token_verify (const gn_token_key *key, const char *token, int64_t now_us, char user_id[64],
-                 int64_t *expires_at_us)
+gn_token_verify (const gn_token_key *key, const char *token, int64_t now_us,
+                 gn_token_claims *claims)
 {
   jwt_t *jwt = NULL;
   bool ok = false;
@@ -142,16 +152,19 @@ gn_token_verify (const gn_token_key *key, const char *token, int64_t now_us, cha
     goto done;
   const char *typ = jwt_get_grant (jwt, "typ");
   const char *sub = jwt_get_grant (jwt, "sub");
+  const char *sid = jwt_get_grant (jwt, "sid");
   if (typ == NULL || strcmp (typ, "access") != 0 || sub == NULL || sub[0] == '\0'
-      || strlen (sub) >= 64)
+      || strlen (sub) >= sizeof claims->user_id)
+    goto done;
+  if (sid != NULL && (sid[0] == '\0' || strlen (sid) >= sizeof claims->session_id))
     goto done;
   errno = 0;
   long exp_s = jwt_get_grant_int (jwt, "exp");
   if (errno != 0 || exp_s <= 0 || (int64_t)exp_s * G_USEC_PER_SEC <= now_us)
     goto done;
-  strcpy (user_id, sub);
-  if (expires_at_us != NULL)
-    *expires_at_us = (int64_t)exp_s * G_USEC_PER_SEC;
+  strcpy (claims->user_id, sub);
+  strcpy (claims->session_id, sid != NULL ? sid : "");
+  claims->expires_at_us = (int64_t)exp_s * G_USEC_PER_SEC;
   ok = true;
 
 done:

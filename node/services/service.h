@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "revocations.h"
 #include "rpc.h"
 #include "token.h"
 
@@ -17,6 +18,7 @@ typedef struct {
   const char *database_url; /* resolved: configured or embedded */
   const char *redis_url;
   const gn_token_key *token_key;
+  gn_revocations *revocations; /* the process's revoked sessions (see revocations.h) */
 } gn_service_env;
 
 typedef struct {

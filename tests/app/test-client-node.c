@@ -2,13 +2,17 @@
  *
  * Run through run-with-node.sh, which starts generia-node and sets GENERIA_TEST_GATEWAY_URL:
  * every endpoint the app uses, the errors a person can meet (name taken, wrong password,
- * unknown user), `me` refreshing an expired access token once and retrying, logout
+ * unknown user), the short-lived access tokens the app asks for (the node gives clients that do
+ * not say they refresh tokens for a day), `me` refreshing an expired access token once and retrying, logout
  * revoking the refresh token, and posting a photo that then leads the global feed.
  *
  * SPDX-License-Identifier: AGPL-3.0-or-later
  */
 
+#include <string.h>
+
 #include <gdk/gdk.h>
+#include <json-glib/json-glib.h>
 
 #include "generia-client.h"
 
@@ -48,6 +52,32 @@ new_client_or_skip (void)
   return generia_client_new (url);
 }
 
+/* exp - iat of a JWT access token, read from its (unverified) payload. */
+static gint64
+access_token_lifetime (const char *token)
+{
+  g_auto(GStrv) parts = g_strsplit (token, ".", 3);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree guchar *payload = NULL;
+  g_autofree char *base64 = NULL;
+  gsize len = 0;
+  JsonObject *claims;
+
+  g_assert_cmpuint (g_strv_length (parts), ==, 3);
+  /* base64url without padding to plain base64 */
+  base64 = g_strnfill ((strlen (parts[1]) + 3) / 4 * 4, '=');
+  memcpy (base64, parts[1], strlen (parts[1]));
+  g_strdelimit (base64, "-", '+');
+  g_strdelimit (base64, "_", '/');
+  payload = g_base64_decode (base64, &len);
+  g_assert_true (json_parser_load_from_data (parser, (const char *) payload, len, &error));
+  g_assert_no_error (error);
+  claims = json_node_get_object (json_parser_get_root (parser));
+
+  return json_object_get_int_member (claims, "exp") - json_object_get_int_member (claims, "iat");
+}
+
 static GeneriaSession *
 register_user (GeneriaClient *client,
                const char    *username)
@@ -81,6 +111,8 @@ test_register_and_log_in (void)
   /* Typed in capitals, stored lowercased. */
   registered = register_user (client, upper);
   g_assert_cmpstr (generia_user_get_username (generia_session_get_user (registered)), ==, username);
+  /* The app refreshes, so it asks for the node's short-lived tokens (auth.access_token_ttl). */
+  g_assert_cmpint (access_token_lifetime (generia_session_get_access_token (registered)), ==, 15 * 60);
 
   generia_client_register_async (client, username, "another@example.org", password, NULL,
                                  store_result, &result);
@@ -108,6 +140,7 @@ test_register_and_log_in (void)
   g_assert_no_error (error);
   g_assert_cmpstr (generia_user_get_id (generia_session_get_user (session)), ==,
                    generia_user_get_id (generia_session_get_user (registered)));
+  g_assert_cmpint (access_token_lifetime (generia_session_get_access_token (session)), ==, 15 * 60);
 
   g_clear_object (&result);
   g_assert_finalize_object (g_steal_pointer (&client));

@@ -22,15 +22,56 @@ test_sign_verify (void)
   make_key (&key, 7);
   int64_t expires = 0;
   g_autofree char *token
-      = gn_token_sign (&key, "3f2b8c1e-1111-4222-8333-944455556666", 900, NOW_US, &expires);
+      = gn_token_sign_session (&key, "3f2b8c1e-1111-4222-8333-944455556666",
+                               "0c6f3b9a-2222-4333-8444-955566667777", 900, NOW_US, &expires);
   g_assert_nonnull (token);
   g_assert_cmpint (expires, ==, NOW_US + 900 * G_USEC_PER_SEC);
 
-  char user[64];
-  int64_t seen_expiry = 0;
-  g_assert_true (gn_token_verify (&key, token, NOW_US + G_USEC_PER_SEC, user, &seen_expiry));
-  g_assert_cmpstr (user, ==, "3f2b8c1e-1111-4222-8333-944455556666");
-  g_assert_cmpint (seen_expiry, ==, expires);
+  gn_token_claims claims;
+  g_assert_true (gn_token_verify (&key, token, NOW_US + G_USEC_PER_SEC, &claims));
+  g_assert_cmpstr (claims.user_id, ==, "3f2b8c1e-1111-4222-8333-944455556666");
+  g_assert_cmpstr (claims.session_id, ==, "0c6f3b9a-2222-4333-8444-955566667777");
+  g_assert_cmpint (claims.expires_at_us, ==, expires);
+}
+
+/* A token signed outside any session carries no sid, and says so. */
+static void
+test_sessionless (void)
+{
+  gn_token_key key;
+  make_key (&key, 7);
+  g_autofree char *token = gn_token_sign (&key, "u1", 60, NOW_US, NULL);
+  gn_token_claims claims;
+  g_assert_true (gn_token_verify (&key, token, NOW_US, &claims));
+  g_assert_cmpstr (claims.user_id, ==, "u1");
+  g_assert_cmpstr (claims.session_id, ==, "");
+}
+
+/* The sid claim is read from the signed payload: an empty or overlong one is refused, since
+ * the revocation check could not be asked about it. */
+static void
+test_session_claim_checked (void)
+{
+  gn_token_key key;
+  make_key (&key, 7);
+  gn_token_claims claims;
+  char long_sid[80];
+  memset (long_sid, 'a', sizeof long_sid - 1);
+  long_sid[sizeof long_sid - 1] = '\0';
+  const char *bad[] = { "", long_sid };
+  for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
+    jwt_t *jwt = NULL;
+    g_assert_cmpint (jwt_new (&jwt), ==, 0);
+    jwt_add_grant (jwt, "sub", "bob");
+    jwt_add_grant (jwt, "typ", "access");
+    jwt_add_grant (jwt, "sid", bad[i]);
+    jwt_add_grant_int (jwt, "exp", (long)(NOW_US / G_USEC_PER_SEC) + 600);
+    jwt_set_alg (jwt, JWT_ALG_HS256, key.secret, sizeof key.secret);
+    char *token = jwt_encode_str (jwt);
+    g_assert_false (gn_token_verify (&key, token, NOW_US, &claims));
+    free (token);
+    jwt_free (jwt);
+  }
 }
 
 static void
@@ -39,11 +80,10 @@ test_expiry (void)
   gn_token_key key;
   make_key (&key, 7);
   g_autofree char *token = gn_token_sign (&key, "u1", 60, NOW_US, NULL);
-  char user[64];
-  g_assert_true (gn_token_verify (&key, token, NOW_US + 59 * G_USEC_PER_SEC, user, NULL));
-  g_assert_false (gn_token_verify (&key, token, NOW_US + 60 * G_USEC_PER_SEC, user, NULL));
-  g_assert_false (
-      gn_token_verify (&key, token, NOW_US + (int64_t)3600 * G_USEC_PER_SEC, user, NULL));
+  gn_token_claims claims;
+  g_assert_true (gn_token_verify (&key, token, NOW_US + 59 * G_USEC_PER_SEC, &claims));
+  g_assert_false (gn_token_verify (&key, token, NOW_US + 60 * G_USEC_PER_SEC, &claims));
+  g_assert_false (gn_token_verify (&key, token, NOW_US + (int64_t)3600 * G_USEC_PER_SEC, &claims));
 }
 
 static void
@@ -53,18 +93,18 @@ test_wrong_key_and_tampering (void)
   make_key (&key, 7);
   make_key (&other, 8);
   g_autofree char *token = gn_token_sign (&key, "alice-id", 900, NOW_US, NULL);
-  char user[64];
-  g_assert_false (gn_token_verify (&other, token, NOW_US, user, NULL));
+  gn_token_claims claims;
+  g_assert_false (gn_token_verify (&other, token, NOW_US, &claims));
 
   /* Flip one character of the payload: the signature no longer matches. */
   g_autofree char *tampered = g_strdup (token);
   char *payload = strchr (tampered, '.') + 1;
   payload[3] = payload[3] == 'A' ? 'B' : 'A';
-  g_assert_false (gn_token_verify (&key, tampered, NOW_US, user, NULL));
+  g_assert_false (gn_token_verify (&key, tampered, NOW_US, &claims));
 
-  g_assert_false (gn_token_verify (&key, "", NOW_US, user, NULL));
-  g_assert_false (gn_token_verify (&key, "not.a.jwt", NOW_US, user, NULL));
-  g_assert_false (gn_token_verify (&key, NULL, NOW_US, user, NULL));
+  g_assert_false (gn_token_verify (&key, "", NOW_US, &claims));
+  g_assert_false (gn_token_verify (&key, "not.a.jwt", NOW_US, &claims));
+  g_assert_false (gn_token_verify (&key, NULL, NOW_US, &claims));
 }
 
 /* A token that names "alg":"none" (or another algorithm) must never verify. */
@@ -73,7 +113,7 @@ test_algorithm_pinned (void)
 {
   gn_token_key key;
   make_key (&key, 7);
-  char user[64];
+  gn_token_claims claims;
 
   jwt_t *jwt = NULL;
   g_assert_cmpint (jwt_new (&jwt), ==, 0);
@@ -82,12 +122,12 @@ test_algorithm_pinned (void)
   jwt_add_grant_int (jwt, "exp", (long)(NOW_US / G_USEC_PER_SEC) + 600);
   char *unsigned_token = jwt_encode_str (jwt);
   g_assert_nonnull (unsigned_token);
-  g_assert_false (gn_token_verify (&key, unsigned_token, NOW_US, user, NULL));
+  g_assert_false (gn_token_verify (&key, unsigned_token, NOW_US, &claims));
   free (unsigned_token);
 
   jwt_set_alg (jwt, JWT_ALG_HS512, key.secret, sizeof key.secret);
   char *hs512 = jwt_encode_str (jwt);
-  g_assert_false (gn_token_verify (&key, hs512, NOW_US, user, NULL));
+  g_assert_false (gn_token_verify (&key, hs512, NOW_US, &claims));
   free (hs512);
   jwt_free (jwt);
 }
@@ -98,23 +138,24 @@ test_claims_required (void)
 {
   gn_token_key key;
   make_key (&key, 7);
-  char user[64];
+  gn_token_claims claims;
   jwt_t *jwt = NULL;
   g_assert_cmpint (jwt_new (&jwt), ==, 0);
   jwt_add_grant (jwt, "sub", "bob");
   jwt_add_grant_int (jwt, "exp", (long)(NOW_US / G_USEC_PER_SEC) + 600);
   jwt_set_alg (jwt, JWT_ALG_HS256, key.secret, sizeof key.secret);
   char *no_typ = jwt_encode_str (jwt);
-  g_assert_false (gn_token_verify (&key, no_typ, NOW_US, user, NULL));
+  g_assert_false (gn_token_verify (&key, no_typ, NOW_US, &claims));
   free (no_typ);
   jwt_add_grant (jwt, "typ", "access");
   char *good = jwt_encode_str (jwt);
-  g_assert_true (gn_token_verify (&key, good, NOW_US, user, NULL));
-  g_assert_cmpstr (user, ==, "bob");
+  g_assert_true (gn_token_verify (&key, good, NOW_US, &claims));
+  g_assert_cmpstr (claims.user_id, ==, "bob");
+  g_assert_cmpstr (claims.session_id, ==, "");
   free (good);
   jwt_del_grants (jwt, "exp");
   char *no_exp = jwt_encode_str (jwt);
-  g_assert_false (gn_token_verify (&key, no_exp, NOW_US, user, NULL));
+  g_assert_false (gn_token_verify (&key, no_exp, NOW_US, &claims));
   free (no_exp);
   jwt_free (jwt);
 }
@@ -126,7 +167,7 @@ test_length_cap (void)
 {
   gn_token_key key;
   make_key (&key, 7);
-  char user[64];
+  gn_token_claims claims;
   size_t paddings[] = { 2500, GN_TOKEN_MAX_CHARS };
   for (size_t i = 0; i < G_N_ELEMENTS (paddings); i++) {
     jwt_t *jwt = NULL;
@@ -139,7 +180,7 @@ test_length_cap (void)
     jwt_set_alg (jwt, JWT_ALG_HS256, key.secret, sizeof key.secret);
     char *token = jwt_encode_str (jwt);
     g_assert_cmpint (strlen (token) > GN_TOKEN_MAX_CHARS, ==, i == 1);
-    g_assert_cmpint (gn_token_verify (&key, token, NOW_US, user, NULL), ==, i == 0);
+    g_assert_cmpint (gn_token_verify (&key, token, NOW_US, &claims), ==, i == 0);
     free (token);
     jwt_free (jwt);
   }
@@ -203,6 +244,8 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/token/sign-verify", test_sign_verify);
+  g_test_add_func ("/token/sessionless", test_sessionless);
+  g_test_add_func ("/token/session-claim-checked", test_session_claim_checked);
   g_test_add_func ("/token/expiry", test_expiry);
   g_test_add_func ("/token/wrong-key-and-tampering", test_wrong_key_and_tampering);
   g_test_add_func ("/token/algorithm-pinned", test_algorithm_pinned);

@@ -12,11 +12,16 @@
  * below max_concurrent_hashes x 64 MiB however many sign-ins arrive together.
  *
  * Sessions: a login (Register or Login) creates a token family and its first refresh token,
- * plus a short-lived JWT access token (token.c).  RefreshToken marks the presented token used
- * and issues the next one in the same family, under row locks, so two concurrent refreshes
- * with one token cannot both succeed.  Presenting a token that was already used means it was
- * copied: the whole family is revoked and the caller must log in again (OAuth 2.0 Security
- * BCP, refresh token rotation with reuse detection).  Logout revokes the family.
+ * plus a JWT access token (token.c) that names the family as its session ("sid").  Clients
+ * that say they refresh (client_refreshes) get short-lived access tokens; the others (API v1's
+ * web client, which never refreshes) get long-lived ones, and the family remembers which.
+ * RefreshToken marks the presented token used and issues the next one in the same family,
+ * under row locks, so two concurrent refreshes with one token cannot both succeed.  Presenting
+ * a token that was already used means it was copied: the whole family is revoked and the
+ * caller must log in again (OAuth 2.0 Security BCP, refresh token rotation with reuse
+ * detection).  Logout revokes the family.  A revocation records its transaction id, and
+ * ListRevokedSessions hands the revoked families to every process that verifies access tokens
+ * (lib/revocations.c), which then refuse the family's access tokens within about a second.
  *
  * Authorisation: GetUserInfo returns private fields (e-mail) only to the user themself; the
  * rpc layer has already verified the caller's bearer token (gn_rpc_call_user_id). */
@@ -38,7 +43,9 @@
 typedef struct {
   char *database_url;
   const gn_token_key *key;
+  gn_revocations *revocations;
   int access_ttl_s;
+  int legacy_access_ttl_s;
   int refresh_ttl_s;
   /* The password hash semaphore: free slots, and the wait for one. */
   GMutex hash_lock;
@@ -222,56 +229,81 @@ summary_from_row (gn_arena *arena, PGresult *res, int row)
 
 /* --- sessions -------------------------------------------------------------------------- */
 
-/* Inserts a refresh token into `family_id` (or a new family for user_id when family_id is
- * NULL) inside the caller's transaction, then signs an access token.  Fills `session`. */
+/* Signs an access token of the session `family_id` (or of a new family for user_id when
+ * family_id is NULL) and inserts the next refresh token, inside the caller's transaction.  The
+ * family records the latest access-token expiry, which tells revocation sets when they may
+ * forget it.  client_refreshes picks the access token's lifetime.  Fills `session`. */
 static gboolean
 issue_session (gn_rpc_call *call, PGconn *conn, const char *user_id, const char *family_id,
-               const char *name, Generia__Auth__V1__Session *session, GError **error)
+               const char *name, gboolean client_refreshes, Generia__Auth__V1__Session *session,
+               GError **error)
 {
   auth_state *state = state_of (call);
   gn_arena *arena = gn_rpc_call_arena (call);
   char token[GN_REFRESH_TOKEN_CHARS + 1];
   char hash[65];
   char ttl[16];
+  char access_expires_s[24];
+  gboolean new_family = family_id == NULL;
+  if (new_family) {
+    g_autofree char *id = g_uuid_string_random ();
+    family_id = gn_arena_strdup (arena, id);
+  }
+
+  int access_ttl_s = client_refreshes ? state->access_ttl_s : state->legacy_access_ttl_s;
+  char *access = gn_token_sign_session (state->key, user_id, family_id, access_ttl_s,
+                                        g_get_real_time (), &session->access_expires_at_us);
+  if (access == NULL) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "signing the access token failed");
+    return FALSE;
+  }
+  session->access_token = gn_arena_strdup (arena, access);
+  g_free (access);
+
   gn_refresh_token_new (token);
   gn_refresh_token_hash (token, hash);
   g_snprintf (ttl, sizeof ttl, "%d", state->refresh_ttl_s);
+  g_snprintf (access_expires_s, sizeof access_expires_s, "%" G_GINT64_FORMAT,
+              session->access_expires_at_us / G_USEC_PER_SEC);
 
   PGresult *res;
-  if (family_id == NULL) {
-    const char *params[] = { user_id, name, hash, ttl };
+  if (new_family) {
+    const char *params[] = { family_id,        user_id, name, client_refreshes ? "true" : "false",
+                             access_expires_s, hash,    ttl };
     res = gn_pg_exec (conn, error,
                       "WITH family AS ("
-                      "  INSERT INTO auth.token_families (user_id, client_name)"
-                      "  VALUES ($1, $2) RETURNING id)"
+                      "  INSERT INTO auth.token_families"
+                      "    (id, user_id, client_name, client_refreshes, access_expires_at)"
+                      "  VALUES ($1, $2, $3, $4, to_timestamp($5::float8)) RETURNING id)"
+                      " INSERT INTO auth.refresh_tokens (token_hash, family_id, expires_at)"
+                      " SELECT $6, family.id, now() + make_interval(secs => $7::float8)"
+                      " FROM family"
+                      " RETURNING (extract(epoch FROM expires_at) * 1000000)::int8",
+                      7, params);
+  } else {
+    const char *params[] = { family_id, access_expires_s, hash, ttl };
+    res = gn_pg_exec (conn, error,
+                      "WITH family AS ("
+                      "  UPDATE auth.token_families"
+                      "  SET access_expires_at = greatest(access_expires_at,"
+                      "                                   to_timestamp($2::float8))"
+                      "  WHERE id = $1 RETURNING id)"
                       " INSERT INTO auth.refresh_tokens (token_hash, family_id, expires_at)"
                       " SELECT $3, family.id, now() + make_interval(secs => $4::float8)"
                       " FROM family"
                       " RETURNING (extract(epoch FROM expires_at) * 1000000)::int8",
                       4, params);
-  } else {
-    const char *params[] = { hash, family_id, ttl };
-    res = gn_pg_exec (conn, error,
-                      "INSERT INTO auth.refresh_tokens (token_hash, family_id, expires_at)"
-                      " VALUES ($1, $2, now() + make_interval(secs => $3::float8))"
-                      " RETURNING (extract(epoch FROM expires_at) * 1000000)::int8",
-                      3, params);
   }
   sodium_memzero (hash, sizeof hash);
-  if (res == NULL)
-    return FALSE;
-  session->refresh_expires_at_us = g_ascii_strtoll (PQgetvalue (res, 0, 0), NULL, 10);
-  PQclear (res);
-
-  char *access = gn_token_sign (state->key, user_id, state->access_ttl_s, g_get_real_time (),
-                                &session->access_expires_at_us);
-  if (access == NULL) {
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "signing the access token failed");
+  if (res == NULL || PQntuples (res) != 1) {
+    if (res != NULL)
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "token family %s is gone", family_id);
+    PQclear (res);
     sodium_memzero (token, sizeof token);
     return FALSE;
   }
-  session->access_token = gn_arena_strdup (arena, access);
-  g_free (access);
+  session->refresh_expires_at_us = g_ascii_strtoll (PQgetvalue (res, 0, 0), NULL, 10);
+  PQclear (res);
   session->refresh_token = gn_arena_strdup (arena, token);
   sodium_memzero (token, sizeof token);
   return TRUE;
@@ -359,7 +391,7 @@ handle_register (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMe
   session->user = user_from_row (arena, res, 0);
   PQclear (res);
   if (!issue_session (call, conn, session->user->id, NULL, client_name (call, req->client_name),
-                      session, &error))
+                      req->client_refreshes, session, &error))
     goto fail;
   res = gn_pg_exec (conn, &error, "COMMIT", 0, NULL);
   if (res == NULL)
@@ -454,7 +486,7 @@ handle_login (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessa
   }
 
   if (!issue_session (call, conn, session->user->id, NULL, client_name (call, req->client_name),
-                      session, &error))
+                      req->client_refreshes, session, &error))
     return gn_service_fail_internal (call, error);
   *response = &session->base;
   return GRPC_STATUS_OK;
@@ -468,13 +500,13 @@ handle_validate_token (gn_rpc_call *call, const ProtobufCMessage *message,
   gn_arena *arena = gn_rpc_call_arena (call);
   Generia__Auth__V1__ValidateTokenResponse *out = gn_arena_alloc (arena, sizeof *out);
   generia__auth__v1__validate_token_response__init (out);
-  char user_id[64];
-  int64_t expires_at = 0;
-  if (gn_token_verify (state_of (call)->key, req->token, g_get_real_time (), user_id,
-                       &expires_at)) {
+  gn_token_claims claims;
+  if (gn_token_verify (state_of (call)->key, req->token, g_get_real_time (), &claims)
+      && !(claims.session_id[0] != '\0' && state_of (call)->revocations != NULL
+           && gn_revocations_contains (state_of (call)->revocations, claims.session_id))) {
     out->valid = TRUE;
-    out->user_id = gn_arena_strdup (arena, user_id);
-    out->expires_at_us = expires_at;
+    out->user_id = gn_arena_strdup (arena, claims.user_id);
+    out->expires_at_us = claims.expires_at_us;
   }
   *response = &out->base;
   return GRPC_STATUS_OK;
@@ -627,7 +659,7 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
 
   res = gn_pg_exec (conn, &error,
                     "SELECT t.family_id, f.user_id, t.used_at IS NOT NULL,"
-                    " t.expires_at <= now(), f.revoked_at IS NOT NULL"
+                    " t.expires_at <= now(), f.revoked_at IS NOT NULL, f.client_refreshes"
                     " FROM auth.refresh_tokens t"
                     " JOIN auth.token_families f ON f.id = t.family_id"
                     " WHERE t.token_hash = $1 FOR UPDATE OF t, f",
@@ -645,6 +677,7 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
   gboolean used = PQgetvalue (res, 0, 2)[0] == 't';
   gboolean expired = PQgetvalue (res, 0, 3)[0] == 't';
   gboolean revoked = PQgetvalue (res, 0, 4)[0] == 't';
+  gboolean client_refreshes = PQgetvalue (res, 0, 5)[0] == 't';
   PQclear (res);
 
   if (revoked) {
@@ -655,7 +688,8 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
   if (used) {
     const char *family_params[] = { family_id };
     res = gn_pg_exec (conn, &error,
-                      "UPDATE auth.token_families SET revoked_at = now(), revoked_reason = 'reuse'"
+                      "UPDATE auth.token_families SET revoked_at = now(), revoked_reason = 'reuse',"
+                      " revoked_xid = pg_current_xact_id()"
                       " WHERE id = $1",
                       1, family_params);
     if (res == NULL)
@@ -683,7 +717,7 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
     goto fail;
   PQclear (res);
   Generia__Auth__V1__Session *session = session_new (arena);
-  if (!issue_session (call, conn, user_id, family_id, "", session, &error))
+  if (!issue_session (call, conn, user_id, family_id, "", client_refreshes, session, &error))
     goto fail;
   const char *user_params[] = { user_id };
   res = gn_pg_exec (conn, &error, "SELECT " USER_COLUMNS " FROM auth.users WHERE id = $1", 1,
@@ -727,7 +761,8 @@ handle_logout (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMess
   const char *params[] = { hash };
   PGresult *res = gn_pg_exec (conn, &error,
                               "UPDATE auth.token_families"
-                              " SET revoked_at = now(), revoked_reason = 'logout'"
+                              " SET revoked_at = now(), revoked_reason = 'logout',"
+                              " revoked_xid = pg_current_xact_id()"
                               " WHERE id = (SELECT family_id FROM auth.refresh_tokens"
                               "             WHERE token_hash = $1)"
                               " AND revoked_at IS NULL",
@@ -736,6 +771,79 @@ handle_logout (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMess
     return gn_service_fail_internal (call, error);
   out->revoked = atoi (PQcmdTuples (res)) > 0;
   PQclear (res);
+  return GRPC_STATUS_OK;
+}
+
+/* At most this many sessions per answer; the next call continues from the last one's
+ * transaction (one transaction revokes one family, so that always makes progress). */
+#define MAX_REVOKED_PER_CALL 10000
+
+static gboolean
+is_xid_cursor (const char *cursor)
+{
+  size_t len = strlen (cursor);
+  if (len == 0 || len > 20)
+    return FALSE;
+  for (size_t i = 0; i < len; i++)
+    if (!g_ascii_isdigit (cursor[i]))
+      return FALSE;
+  return TRUE;
+}
+
+/* The families revoked by transactions from the cursor on whose access tokens may still be
+ * valid.  The next cursor is the xmin of the statement's snapshot: every transaction below it
+ * has ended, so nothing can still commit behind the cursor.  Revocations by transactions at or
+ * above xmin that are already visible are answered now and again next time (harmless). */
+static grpc_status_code
+handle_list_revoked_sessions (gn_rpc_call *call, const ProtobufCMessage *message,
+                              ProtobufCMessage **response)
+{
+  const Generia__Auth__V1__ListRevokedSessionsRequest *req = (const void *)message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  if (req->cursor[0] != '\0' && !is_xid_cursor (req->cursor))
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_cursor",
+                             "that is not a cursor of ListRevokedSessions");
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  char limit[16];
+  g_snprintf (limit, sizeof limit, "%d", MAX_REVOKED_PER_CALL);
+  const char *params[] = { req->cursor[0] != '\0' ? req->cursor : "0", limit };
+  PGresult *res = gn_pg_exec (
+      conn, &error,
+      "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, f.id,"
+      " (extract(epoch FROM f.access_expires_at) * 1000000)::int8, f.revoked_xid::text"
+      " FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
+      "   SELECT id, access_expires_at, revoked_xid FROM auth.token_families"
+      "   WHERE revoked_xid IS NOT NULL AND access_expires_at > now()"
+      "     AND revoked_xid >= $1::xid8"
+      "   ORDER BY revoked_xid LIMIT $2::int) AS f ON true"
+      " ORDER BY f.revoked_xid",
+      2, params);
+  if (res == NULL)
+    return gn_service_fail_internal (call, error);
+
+  Generia__Auth__V1__ListRevokedSessionsResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__auth__v1__list_revoked_sessions_response__init (out);
+  int rows = PQntuples (res);
+  out->sessions = gn_arena_alloc (arena, sizeof *out->sessions * (size_t)MAX (rows, 1));
+  for (int i = 0; i < rows; i++) {
+    if (PQgetisnull (res, i, 1))
+      continue;
+    Generia__Auth__V1__RevokedSession *session = gn_arena_alloc (arena, sizeof *session);
+    generia__auth__v1__revoked_session__init (session);
+    session->session_id = gn_arena_strdup (arena, PQgetvalue (res, i, 1));
+    session->tokens_expire_at_us = g_ascii_strtoll (PQgetvalue (res, i, 2), NULL, 10);
+    out->sessions[out->n_sessions++] = session;
+  }
+  out->next_cursor = gn_arena_strdup (arena, out->n_sessions == MAX_REVOKED_PER_CALL
+                                                 ? PQgetvalue (res, rows - 1, 3)
+                                                 : PQgetvalue (res, 0, 0));
+  PQclear (res);
+  *response = &out->base;
   return GRPC_STATUS_OK;
 }
 
@@ -755,6 +863,7 @@ static const gn_rpc_method auth_methods[] = {
   { "GetUserByUsername", handle_get_user_by_username, GN_RPC_BLOCKING },
   { "RefreshToken", handle_refresh_token, GN_RPC_BLOCKING },
   { "Logout", handle_logout, GN_RPC_BLOCKING },
+  { "ListRevokedSessions", handle_list_revoked_sessions, GN_RPC_BLOCKING },
   { "HealthCheck", handle_health_check, GN_RPC_BLOCKING },
   { NULL, NULL, 0 },
 };
@@ -775,7 +884,9 @@ auth_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
   auth_state *state = g_new0 (auth_state, 1);
   state->database_url = g_strdup (env->database_url);
   state->key = env->token_key;
+  state->revocations = env->revocations;
   state->access_ttl_s = env->config->access_token_ttl_s;
+  state->legacy_access_ttl_s = env->config->legacy_access_token_ttl_s;
   state->refresh_ttl_s = env->config->refresh_token_ttl_s;
   g_mutex_init (&state->hash_lock);
   g_cond_init (&state->hash_freed);
