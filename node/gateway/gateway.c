@@ -3,7 +3,13 @@
  * routes to answers HealthCheck as SERVING, asked in parallel with a short deadline).
  *
  * Tokens are verified here with the shared key, so routes that need a user cost no extra
- * hop; the services verify the forwarded token again (authorisation stays with the data). */
+ * hop; the services verify the forwarded token again (authorisation stays with the data).
+ *
+ * One port for everything: when this process runs the cdn service, its media routes
+ * (/media/...) are served here as well, so a host opens the gateway's port and nothing else.
+ * URLs in answers start with the base URL the client used (gn_http_base_url: Host, or
+ * X-Forwarded-Host/-Proto from gateway.trusted_proxies), unless gateway.public_url or
+ * cdn.public_url fix them. */
 #include "gateway.h"
 
 #include <errno.h>
@@ -124,6 +130,12 @@ gn_gateway_respond_builder (gn_http_request *request, int status, JsonBuilder *b
 }
 
 const char *
+gn_gateway_media_base_url (gn_http_request *request, gn_gateway_context *context)
+{
+  return context->media_base_url != NULL ? context->media_base_url : gn_http_base_url (request);
+}
+
+const char *
 gn_gateway_format_time (int64_t us, char buf[32])
 {
   g_autoptr (GDateTime) dt = g_date_time_new_from_unix_utc (us / G_USEC_PER_SEC);
@@ -222,12 +234,34 @@ handle_ready (gn_http_request *request, void *data)
   gn_gateway_respond_builder (request, ready ? 200 : 503, builder);
 }
 
-gn_gateway *
-gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **error)
+static void
+gateway_free (gn_gateway *gateway)
 {
+  gn_router_free (gateway->router);
+  g_free (gateway->context.media_base_url);
+  g_free (gateway);
+}
+
+gn_gateway *
+gn_gateway_start (const gn_config *config, const gn_token_key *key,
+                  gn_gateway_add_routes add_routes, void *routes_data, GError **error)
+{
+  if (!config->run[GN_SERVICE_CDN] && config->cdn_public_url[0] == '\0') {
+    g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_INVALID_VALUE,
+                 "the cdn service does not run in this process, so this gateway cannot serve "
+                 "media: set cdn.public_url to the address where the CDN's listener (cdn.port "
+                 "of the process running it) is reached, or run the cdn service here");
+    return NULL;
+  }
+
   gn_gateway *gateway = g_new0 (gn_gateway, 1);
   gateway->context.config = config;
   gateway->context.key = key;
+  if (config->cdn_public_url[0] != '\0') {
+    gateway->context.media_base_url = g_strdup (config->cdn_public_url);
+    while (g_str_has_suffix (gateway->context.media_base_url, "/"))
+      gateway->context.media_base_url[strlen (gateway->context.media_base_url) - 1] = '\0';
+  }
   for (int i = 0; i < GN_SERVICE_COUNT; i++)
     if (i != GN_SERVICE_GATEWAY && config->service_address[i] != NULL)
       gateway->context.clients[i] = gn_rpc_client_get (config->service_address[i]);
@@ -239,6 +273,8 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
   gn_gateway_add_auth_routes (gateway->router, &gateway->context);
   gn_gateway_add_post_routes (gateway->router, &gateway->context);
   gn_gateway_add_media_routes (gateway->router, &gateway->context);
+  if (add_routes != NULL)
+    add_routes (routes_data, gateway->router);
 
   gn_http_server_options options = {
     .name = "gateway",
@@ -256,23 +292,25 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, GError **err
     .auth_data = (void *)key,
     .observer = gn_metrics_observe_http,
     .data = &gateway->context,
+    .public_url = config->public_url,
+    .trusted_proxies = config->trusted_proxies,
   };
   /* Large uploads are spooled here before they stream to the media service. */
   if (g_mkdir_with_parents (config->media_spool_dir, 0700) != 0) {
     g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "cannot create %s: %s",
                  config->media_spool_dir, g_strerror (errno));
-    gn_router_free (gateway->router);
-    g_free (gateway);
+    gateway_free (gateway);
     return NULL;
   }
   gateway->server = gn_http_server_start (&options, error);
   if (gateway->server == NULL) {
-    gn_router_free (gateway->router);
-    g_free (gateway);
+    gateway_free (gateway);
     return NULL;
   }
-  gn_info ("gateway listening on http://%s:%d", config->gateway_address,
-           gn_http_server_port (gateway->server));
+  gn_info ("gateway listening on http://%s:%d%s%s%s%s", config->gateway_address,
+           gn_http_server_port (gateway->server), config->run[GN_SERVICE_CDN] ? ", media too" : "",
+           config->public_url[0] != '\0' ? "; API URLs under " : "", config->public_url,
+           gateway->context.media_base_url != NULL ? "; media URLs under cdn.public_url" : "");
   return gateway;
 }
 
@@ -288,6 +326,5 @@ gn_gateway_stop (gn_gateway *gateway)
   if (gateway == NULL)
     return;
   gn_http_server_stop (gateway->server);
-  gn_router_free (gateway->router);
-  g_free (gateway);
+  gateway_free (gateway);
 }

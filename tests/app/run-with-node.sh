@@ -31,11 +31,8 @@ free_port() {
 }
 port=$(free_port)
 url="http://127.0.0.1:$port"
-# The CDN that serves the signed media URLs listens on a port of its own.
-cdn_port=$(free_port)
-
-"$node" serve --data-dir "$work/node" --gateway-port "$port" --set "cdn.port=$cdn_port" \
-  >"$work/node.log" 2>&1 &
+# The gateway serves the signed media URLs on its own port too.
+"$node" serve --data-dir "$work/node" --gateway-port "$port" >"$work/node.log" 2>&1 &
 node_pid=$!
 
 ready=no
