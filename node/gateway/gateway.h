@@ -31,8 +31,7 @@ typedef void (*gn_gateway_add_routes) (void *data, gn_router *router);
 /* Fails when media URLs could not work: the cdn service runs elsewhere and cdn.public_url does
  * not say where its listener is reached. */
 gn_gateway *gn_gateway_start (const gn_config *config, const gn_token_key *key,
-                              gn_gateway_add_routes add_routes, void *routes_data,
-                              GError **error);
+                              gn_gateway_add_routes add_routes, void *routes_data, GError **error);
 int gn_gateway_port (gn_gateway *gateway);
 void gn_gateway_stop (gn_gateway *gateway);
 

@@ -47,9 +47,8 @@ gn_gateway_sign_media (gn_http_request *request, gn_gateway_context *context,
   Generia__Cdn__V1__GetSignedURLResponse *signed_urls = (void *)response;
   const char *base = gn_gateway_media_base_url (request, context);
   for (size_t i = 0; i < signed_urls->n_urls; i++)
-    g_hash_table_insert (
-        urls, signed_urls->urls[i]->storage_key,
-        gn_arena_printf (request->arena, "%s%s", base, signed_urls->urls[i]->url));
+    g_hash_table_insert (urls, signed_urls->urls[i]->storage_key,
+                         gn_arena_printf (request->arena, "%s%s", base, signed_urls->urls[i]->url));
   return urls;
 }
 

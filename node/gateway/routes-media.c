@@ -198,8 +198,8 @@ handle_upload_url (gn_http_request *request, void *data)
     return;
   Generia__Media__V1__CreateUploadURLResponse *url = (void *)response;
   char expires[32];
-  const char *absolute = gn_arena_printf (request->arena, "%s%s", gn_http_base_url (request),
-                                          url->upload_path);
+  const char *absolute
+      = gn_arena_printf (request->arena, "%s%s", gn_http_base_url (request), url->upload_path);
   g_autoptr (JsonBuilder) builder = json_builder_new ();
   json_builder_begin_object (builder);
   json_builder_set_member_name (builder, "media_id");

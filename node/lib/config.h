@@ -105,12 +105,12 @@ typedef struct {
 
   /* [cdn]: media by signed URLs, served on the gateway's port, and on a listener of its own
    * when cdn.port is set */
-  char *cdn_address;    /* of that listener, default 127.0.0.1 */
-  int cdn_port;         /* GN_CONFIG_PORT_UNSET (the default, written ""): no listener of its
-                         * own; 0 picks a free one */
-  int cdn_threads;      /* epoll pool, 0 = one per core */
-  char *cdn_public_url; /* base of media URLs (a web server or CDN in front of the media);
-                         * default "": the base URL of the gateway the client used */
+  char *cdn_address;          /* of that listener, default 127.0.0.1 */
+  int cdn_port;               /* GN_CONFIG_PORT_UNSET (the default, written ""): no listener of its
+                               * own; 0 picks a free one */
+  int cdn_threads;            /* epoll pool, 0 = one per core */
+  char *cdn_public_url;       /* base of media URLs (a web server or CDN in front of the media);
+                               * default "": the base URL of the gateway the client used */
   int cdn_url_ttl_s;          /* lifetime of a signed media URL (default 3600) */
   char *cdn_secret_file;      /* default <data-dir>/secrets/cdn.key */
   char *cdn_cache_dir;        /* local copies of remote (S3) objects, <data-dir>/cdn-cache */

@@ -970,8 +970,8 @@ test_on_gateway_port (fixture *f, gconstpointer data)
   g_autofree char *expired = signed_path (f, key, now_s () - 1);
   g_autoptr (GError) error = NULL;
   gn_router *router = gn_router_new ();
-  gn_http_server_options options = { .name = "gateway", .address = "127.0.0.1", .port = 0,
-                                     .threads = 2, .router = router };
+  gn_http_server_options options
+      = { .name = "gateway", .address = "127.0.0.1", .port = 0, .threads = 2, .router = router };
   gn_http_server *server;
   g_auto (reply) r = { 0 };
 

@@ -252,8 +252,8 @@ test_env_over_file_and_set_over_env (fixture *f, gconstpointer data)
   g_assert_true (gn_config_set (config, "cdn.port", "", &error));
   g_assert_cmpint (config->cdn_port, ==, GN_CONFIG_PORT_UNSET);
 
-  g_assert_true (gn_config_set (config, "gateway.trusted_proxies", " 127.0.0.1, 10.0.0.0/8,::1 ",
-                                &error));
+  g_assert_true (
+      gn_config_set (config, "gateway.trusted_proxies", " 127.0.0.1, 10.0.0.0/8,::1 ", &error));
   g_assert_no_error (error);
   g_assert_cmpstr (config->trusted_proxies, ==, "127.0.0.1, 10.0.0.0/8,::1");
   gn_config_free (config);

@@ -44,8 +44,8 @@
 typedef struct {
   gn_cdn_key key;
   gn_storage *storage;
-  gn_cdn_cache *cache; /* remote backends only */
-  gn_cdn_media media;  /* the three above, for serve.c */
+  gn_cdn_cache *cache;   /* remote backends only */
+  gn_cdn_media media;    /* the three above, for serve.c */
   gn_cdn_server *server; /* the listener of its own; NULL without cdn.port */
   char *public_url;      /* cdn.public_url, "" when unset */
   int default_ttl_s;
@@ -212,8 +212,8 @@ cdn_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
       goto fail;
   }
 
-  state->media = (gn_cdn_media){ .key = &state->key, .storage = state->storage,
-                                 .cache = state->cache };
+  state->media
+      = (gn_cdn_media){ .key = &state->key, .storage = state->storage, .cache = state->cache };
   state->public_url = g_strdup (config->cdn_public_url);
   state->default_ttl_s = config->cdn_url_ttl_s;
   state->max_ttl_s = MAX (MAX_TTL_S, config->cdn_url_ttl_s);

@@ -100,9 +100,9 @@ upload_signature (const gn_token_key *key, const char *media_id, int64_t expires
 {
   unsigned char mac[crypto_auth_hmacsha256_BYTES];
   char message[128];
-  int len = g_snprintf (message, sizeof message,
-                        "upload\n%s\n%" G_GINT64_FORMAT "\n%" G_GINT64_FORMAT, media_id, expires,
-                        size);
+  int len
+      = g_snprintf (message, sizeof message, "upload\n%s\n%" G_GINT64_FORMAT "\n%" G_GINT64_FORMAT,
+                    media_id, expires, size);
   crypto_auth_hmacsha256_state state;
   crypto_auth_hmacsha256_init (&state, key->secret, sizeof key->secret);
   crypto_auth_hmacsha256_update (&state, (const unsigned char *)message, (size_t)len);
