@@ -246,14 +246,6 @@ gn_gateway *
 gn_gateway_start (const gn_config *config, const gn_token_key *key,
                   gn_gateway_add_routes add_routes, void *routes_data, GError **error)
 {
-  if (!config->run[GN_SERVICE_CDN] && config->cdn_public_url[0] == '\0') {
-    g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_INVALID_VALUE,
-                 "the cdn service does not run in this process, so this gateway cannot serve "
-                 "media: set cdn.public_url to the address where the CDN's listener (cdn.port "
-                 "of the process running it) is reached, or run the cdn service here");
-    return NULL;
-  }
-
   gn_gateway *gateway = g_new0 (gn_gateway, 1);
   gateway->context.config = config;
   gateway->context.key = key;
@@ -307,6 +299,11 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key,
     gateway_free (gateway);
     return NULL;
   }
+  /* The API still works, so this is no reason to stop; but every image would be a 404. */
+  if (!config->run[GN_SERVICE_CDN] && gateway->context.media_base_url == NULL)
+    gn_warn ("the cdn service does not run in this process, so media URLs pointing at this "
+             "gateway will not load: set cdn.public_url to where the CDN's own listener "
+             "(cdn.port of the process running it) is reached, or run the cdn service here");
   gn_info ("gateway listening on http://%s:%d%s%s%s%s", config->gateway_address,
            gn_http_server_port (gateway->server), config->run[GN_SERVICE_CDN] ? ", media too" : "",
            config->public_url[0] != '\0' ? "; API URLs under " : "", config->public_url,

@@ -28,7 +28,7 @@ typedef struct gn_gateway gn_gateway;
  * CDN's media files), before the listener starts. */
 typedef void (*gn_gateway_add_routes) (void *data, gn_router *router);
 
-/* Fails when media URLs could not work: the cdn service runs elsewhere and cdn.public_url does
+/* Warns when media URLs could not work: the cdn service runs elsewhere and cdn.public_url does
  * not say where its listener is reached. */
 gn_gateway *gn_gateway_start (const gn_config *config, const gn_token_key *key,
                               gn_gateway_add_routes add_routes, void *routes_data, GError **error);

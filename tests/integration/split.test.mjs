@@ -5,8 +5,8 @@
 // processes, uploads included (the bytes stream over TCP); when the services go away the
 // gateway says so (/ready and the routes answer 503) and recovers when they come back.
 // Media are served by the services process's own CDN listener (cdn.port), which the gateway's
-// media URLs name (cdn.public_url); a gateway that could not give working media URLs refuses
-// to start, and so does a CDN nothing would serve media for.
+// media URLs name (cdn.public_url); a gateway that could not give working media URLs says so
+// at start, and a CDN process nothing would serve media for refuses to start.
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -121,16 +121,19 @@ test('a gateway process in front of a process running the services', async () =>
   assert.deepEqual(meAgain.json(), me.json());
 });
 
-test('a split that could not serve media refuses to start, and says what to set', () => {
-  const run = (services, dataDir) => spawnSync(nodeBinary(), ['serve', '--data-dir', path.join(dir, dataDir),
-    '--gateway-port', '0', '--services', services, '--database-url', pg.url, '--redis-url', redis.url], {
-    encoding: 'utf8', timeout: 30000,
-    env: { ...process.env, ...Object.fromEntries(['AUTH', 'POST', 'MEDIA', 'CDN'].map((name) => [`GENERIA_RPC_${name}_ADDRESS`, '127.0.0.1:1'])) },
+test('a split that could not serve media says so: the gateway warns, a lone CDN refuses to start', async () => {
+  const lone = await startNode({
+    dataDir: path.join(dir, 'lone-gateway'), args: ['--services', 'gateway'],
+    env: Object.fromEntries(['AUTH', 'POST', 'MEDIA', 'CDN'].map((name) => [`GENERIA_RPC_${name}_ADDRESS`, '127.0.0.1:1'])),
+    isReady: async (baseUrl) => (await request(baseUrl, 'GET', '/health')).status === 200,
   });
-  const gateway = run('gateway', 'lone-gateway');
-  assert.equal(gateway.status, 1, `a gateway without the cdn service or cdn.public_url: ${gateway.status}\n${gateway.stderr}`);
-  assert.match(gateway.stderr, /cdn\.public_url/);
-  const cdn = run('cdn', 'lone-cdn');
+  try {
+    assert.match(lone.output(), /media URLs pointing at this gateway will not load: set cdn\.public_url/);
+  } finally {
+    await lone.stop();
+  }
+  const cdn = spawnSync(nodeBinary(), ['serve', '--data-dir', path.join(dir, 'lone-cdn'), '--services', 'cdn'],
+                        { encoding: 'utf8', timeout: 30000 });
   assert.equal(cdn.status, 1, `a cdn without the gateway or cdn.port: ${cdn.status}\n${cdn.stderr}`);
-  assert.match(cdn.stderr, /cdn\.port/);
+  assert.match(cdn.stderr, /nothing would serve media: set cdn\.port/);
 });
