@@ -331,6 +331,18 @@ done:
   return ok;
 }
 
+/* The HTTP routes of the services running here go on the gateway's port (the CDN's media). */
+static void
+add_service_routes (void *data, gn_router *router)
+{
+  node *n = data;
+  for (int id = 0; id < GN_SERVICE_COUNT; id++) {
+    const gn_service_module *module = module_for (id);
+    if (module != NULL && module->add_http_routes != NULL && n->services[id].data != NULL)
+      module->add_http_routes (&n->services[id], router);
+  }
+}
+
 static void
 node_stop (node *n)
 {
@@ -463,7 +475,7 @@ run (const char *command, int argc, char **argv)
   gn_revocations_start_polling (n.revocations, n.config->service_address[GN_SERVICE_AUTH],
                                 n.config->revocation_poll_ms);
   if (n.config->run[GN_SERVICE_GATEWAY]) {
-    n.gateway = gn_gateway_start (n.config, &n.key, n.revocations, &error);
+    n.gateway = gn_gateway_start (n.config, &n.key, n.revocations, add_service_routes, &n, &error);
     if (n.gateway == NULL)
       goto out;
   }

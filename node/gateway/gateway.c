@@ -4,7 +4,13 @@
  *
  * Tokens are verified here with the shared key and the process's set of revoked sessions
  * (revocations.c), so routes that need a user cost no extra hop; the services verify the
- * forwarded token again (authorisation stays with the data). */
+ * forwarded token again (authorisation stays with the data).
+ *
+ * One port for everything: when this process runs the cdn service, its media routes
+ * (/media/...) are served here as well, so a host opens the gateway's port and nothing else.
+ * URLs in answers start with the base URL the client used (gn_http_base_url: Host, or
+ * X-Forwarded-Host/-Proto from gateway.trusted_proxies), unless gateway.public_url or
+ * cdn.public_url fix them. */
 #include "gateway.h"
 
 #include <errno.h>
@@ -175,6 +181,12 @@ gn_gateway_respond_builder (gn_http_request *request, int status, JsonBuilder *b
 }
 
 const char *
+gn_gateway_media_base_url (gn_http_request *request, gn_gateway_context *context)
+{
+  return context->media_base_url != NULL ? context->media_base_url : gn_http_base_url (request);
+}
+
+const char *
 gn_gateway_format_time (int64_t us, char buf[32])
 {
   g_autoptr (GDateTime) dt = g_date_time_new_from_unix_utc (us / G_USEC_PER_SEC);
@@ -273,14 +285,28 @@ handle_ready (gn_http_request *request, void *data)
   gn_gateway_respond_builder (request, ready ? 200 : 503, builder);
 }
 
+static void
+gateway_free (gn_gateway *gateway)
+{
+  gn_router_free (gateway->router);
+  gn_gateway_limits_free (gateway->limits);
+  g_free (gateway->context.media_base_url);
+  g_free (gateway);
+}
+
 gn_gateway *
 gn_gateway_start (const gn_config *config, const gn_token_key *key, gn_revocations *revocations,
-                  GError **error)
+                  gn_gateway_add_routes add_routes, void *routes_data, GError **error)
 {
   gn_gateway *gateway = g_new0 (gn_gateway, 1);
   gateway->context.config = config;
   gateway->context.key = key;
   gateway->verifier = (gn_token_verifier){ .key = key, .revocations = revocations };
+  if (config->cdn_public_url[0] != '\0') {
+    gateway->context.media_base_url = g_strdup (config->cdn_public_url);
+    while (g_str_has_suffix (gateway->context.media_base_url, "/"))
+      gateway->context.media_base_url[strlen (gateway->context.media_base_url) - 1] = '\0';
+  }
   for (int i = 0; i < GN_SERVICE_COUNT; i++)
     if (i != GN_SERVICE_GATEWAY && config->service_address[i] != NULL)
       gateway->context.clients[i] = gn_rpc_client_get (config->service_address[i]);
@@ -293,6 +319,8 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, gn_revocatio
   gn_gateway_add_post_routes (gateway->router, &gateway->context);
   gn_gateway_add_media_routes (gateway->router, &gateway->context);
   gateway->limits = gn_gateway_limits_new (config);
+  if (add_routes != NULL)
+    add_routes (routes_data, gateway->router);
 
   gn_http_server_options options = {
     .name = "gateway",
@@ -312,25 +340,30 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, gn_revocatio
     .admit = gn_gateway_admit,
     .admit_data = gateway->limits,
     .data = &gateway->context,
+    .public_url = config->public_url,
+    .trusted_proxies = config->trusted_proxies,
   };
   /* Large uploads are spooled here before they stream to the media service. */
   if (g_mkdir_with_parents (config->media_spool_dir, 0700) != 0) {
     g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno), "cannot create %s: %s",
                  config->media_spool_dir, g_strerror (errno));
-    gn_router_free (gateway->router);
-    gn_gateway_limits_free (gateway->limits);
-    g_free (gateway);
+    gateway_free (gateway);
     return NULL;
   }
   gateway->server = gn_http_server_start (&options, error);
   if (gateway->server == NULL) {
-    gn_router_free (gateway->router);
-    gn_gateway_limits_free (gateway->limits);
-    g_free (gateway);
+    gateway_free (gateway);
     return NULL;
   }
-  gn_info ("gateway listening on http://%s:%d", config->gateway_address,
-           gn_http_server_port (gateway->server));
+  /* The API still works, so this is no reason to stop; but every image would be a 404. */
+  if (!config->run[GN_SERVICE_CDN] && gateway->context.media_base_url == NULL)
+    gn_warn ("the cdn service does not run in this process, so media URLs pointing at this "
+             "gateway will not load: set cdn.public_url to where the CDN's own listener "
+             "(cdn.port of the process running it) is reached, or run the cdn service here");
+  gn_info ("gateway listening on http://%s:%d%s%s%s%s", config->gateway_address,
+           gn_http_server_port (gateway->server), config->run[GN_SERVICE_CDN] ? ", media too" : "",
+           config->public_url[0] != '\0' ? "; API URLs under " : "", config->public_url,
+           gateway->context.media_base_url != NULL ? "; media URLs under cdn.public_url" : "");
   return gateway;
 }
 
@@ -346,7 +379,5 @@ gn_gateway_stop (gn_gateway *gateway)
   if (gateway == NULL)
     return;
   gn_http_server_stop (gateway->server);
-  gn_router_free (gateway->router);
-  gn_gateway_limits_free (gateway->limits);
-  g_free (gateway);
+  gateway_free (gateway);
 }

@@ -21,13 +21,21 @@ typedef struct {
   const gn_config *config;
   const gn_token_key *key;
   gn_rpc_client *clients[GN_SERVICE_COUNT]; /* by gn_service_id; NULL if not configured */
+  char *media_base_url; /* cdn.public_url without a trailing slash; NULL: the gateway's own */
 } gn_gateway_context;
 
 typedef struct gn_gateway gn_gateway;
 
-/* Bearer tokens are checked with key and must not belong to a session in revocations. */
+/* Adds the routes that services running in this process serve on the gateway's port (the
+ * CDN's media files), before the listener starts. */
+typedef void (*gn_gateway_add_routes) (void *data, gn_router *router);
+
+/* Bearer tokens are checked with key and must not belong to a session in revocations.  Warns
+ * when media URLs could not work: the cdn service runs elsewhere and cdn.public_url does not say
+ * where its listener is reached. */
 gn_gateway *gn_gateway_start (const gn_config *config, const gn_token_key *key,
-                              gn_revocations *revocations, GError **error);
+                              gn_revocations *revocations, gn_gateway_add_routes add_routes,
+                              void *routes_data, GError **error);
 int gn_gateway_port (gn_gateway *gateway);
 void gn_gateway_stop (gn_gateway *gateway);
 
@@ -84,5 +92,8 @@ const char *gn_gateway_string_member (gn_http_request *request, JsonObject *obje
                                       const char *name, gboolean *failed);
 /* Serialises the builder's root and answers with it. */
 void gn_gateway_respond_builder (gn_http_request *request, int status, JsonBuilder *builder);
+/* The base of media URLs for this request: cdn.public_url, else the base URL the client used
+ * to reach the gateway (gn_http_base_url), which serves the media too. */
+const char *gn_gateway_media_base_url (gn_http_request *request, gn_gateway_context *context);
 /* "2026-11-26T14:00:00Z" into buf. */
 const char *gn_gateway_format_time (int64_t us, char buf[32]);

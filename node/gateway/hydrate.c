@@ -5,7 +5,11 @@
  * carousel with its variants, size and blurhash), hashtags, mentions and updated_at.
  * media_url is the first item's "medium" variant: an image the original web client can put in
  * an <img>, for videos their poster frame.  Likes and comments arrive with the interaction
- * service; until it exists there are none to count. */
+ * service; until it exists there are none to count.
+ *
+ * The CDN signs paths; the base in front of them is cdn.public_url when a host put a web
+ * server or a commercial CDN in front of its media, else the base URL the client reached the
+ * gateway with, since the gateway serves the media on its own port too. */
 #include "hydrate.h"
 
 #include <string.h>
@@ -41,8 +45,10 @@ gn_gateway_sign_media (gn_http_request *request, gn_gateway_context *context,
     return NULL;
   }
   Generia__Cdn__V1__GetSignedURLResponse *signed_urls = (void *)response;
+  const char *base = gn_gateway_media_base_url (request, context);
   for (size_t i = 0; i < signed_urls->n_urls; i++)
-    g_hash_table_insert (urls, signed_urls->urls[i]->storage_key, signed_urls->urls[i]->url);
+    g_hash_table_insert (urls, signed_urls->urls[i]->storage_key,
+                         gn_arena_printf (request->arena, "%s%s", base, signed_urls->urls[i]->url));
   return urls;
 }
 

@@ -12,8 +12,8 @@
 #include "media.pb-c.h"
 #include "post.pb-c.h"
 
-/* Signs every variant of `media` with one CDN call.  Returns storage key -> URL (destroy with
- * g_hash_table_unref), or NULL after answering the request with the error. */
+/* Signs every variant of `media` with one CDN call.  Returns storage key -> absolute URL
+ * (destroy with g_hash_table_unref), or NULL after answering the request with the error. */
 GHashTable *gn_gateway_sign_media (gn_http_request *request, gn_gateway_context *context,
                                    Generia__Media__V1__Media **media, size_t n);
 

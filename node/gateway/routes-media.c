@@ -6,7 +6,16 @@
  * large, so an upload never sits in memory whole).  The media service decides everything about
  * the upload (type, limits, variants); the gateway only moves bytes and shapes JSON.
  * The PUT carries no bearer token: the signature in its URL authorises it, checked by the media
- * service. */
+ * service.  It is checked before the body is read: the route's precheck asks
+ * MediaService.CheckUploadURL once the headers are in, so a forged, expired or used URL costs
+ * the sender one round trip and the node no disk, and the body limit becomes the size the URL
+ * was signed for (413 as soon as the body passes it).  A body shorter than declared is taken:
+ * the media service decides from the bytes what it got, as for every other way in.
+ *
+ * URLs in answers are made absolute here, from the base URL the client used to reach the
+ * gateway (gateway.public_url, or the request's Host / trusted proxy headers): services hand
+ * out paths, so a phone on the LAN and a browser behind a reverse proxy each get URLs that
+ * work from where they are. */
 #include "gateway.h"
 
 #include <errno.h>
@@ -189,7 +198,8 @@ handle_upload_url (gn_http_request *request, void *data)
     return;
   Generia__Media__V1__CreateUploadURLResponse *url = (void *)response;
   char expires[32];
-  g_autofree char *absolute = g_strconcat (context->config->public_url, url->upload_path, NULL);
+  const char *absolute
+      = gn_arena_printf (request->arena, "%s%s", gn_http_base_url (request), url->upload_path);
   g_autoptr (JsonBuilder) builder = json_builder_new ();
   json_builder_begin_object (builder);
   json_builder_set_member_name (builder, "media_id");
@@ -204,29 +214,72 @@ handle_upload_url (gn_http_request *request, void *data)
   gn_gateway_respond_builder (request, 200, builder);
 }
 
-static void
-handle_put_content (gn_http_request *request, void *data)
+/* An upload URL's query numbers: canonical decimal, at most 18 digits (no sign, no leading
+ * zero, nothing else), so every value has one spelling and fits an int64. */
+static gboolean
+parse_url_number (const char *text, int64_t *out)
 {
-  gboolean failed = FALSE;
-  const char *expires = gn_gateway_query (request, "expires", &failed);
-  const char *signature = gn_gateway_query (request, "signature", &failed);
-  if (failed)
-    return;
-  if (expires == NULL || signature == NULL) {
+  size_t len = text != NULL ? strlen (text) : 0;
+
+  if (len == 0 || len > 18 || (text[0] == '0' && len > 1))
+    return FALSE;
+  for (size_t i = 0; i < len; i++)
+    if (!g_ascii_isdigit (text[i]))
+      return FALSE;
+  *out = g_ascii_strtoll (text, NULL, 10);
+  return TRUE;
+}
+
+/* The UploadStart of a presigned PUT from its URL; FALSE after answering 403 when the URL is
+ * not one we sign. */
+static gboolean
+presigned_start (gn_http_request *request, Generia__Media__V1__UploadStart *start)
+{
+  const char *signature = gn_http_query (request, "signature");
+
+  if (signature == NULL || strlen (signature) > 64
+      || !parse_url_number (gn_http_query (request, "expires"), &start->expires)
+      || !parse_url_number (gn_http_query (request, "size"), &start->size)) {
     gn_http_respond_error (request, 403, "invalid_signature",
                            "this upload URL is not signed: ask for one with "
                            "POST /api/v1/media/upload-url");
-    return;
+    return FALSE;
   }
+  start->media_id = (char *)gn_http_param (request, "media_id");
+  start->signature = (char *)signature;
+  return TRUE;
+}
+
+/* Before the body: the URL must be valid now, and the body no larger than it was signed for. */
+static bool
+precheck_put_content (gn_http_request *request, void *data)
+{
+  Generia__Media__V1__UploadStart start = GENERIA__MEDIA__V1__UPLOAD_START__INIT;
+  Generia__Media__V1__CheckUploadURLRequest req = GENERIA__MEDIA__V1__CHECK_UPLOAD_URLREQUEST__INIT;
+  ProtobufCMessage *response = NULL;
+
+  if (!presigned_start (request, &start))
+    return false;
+  req.media_id = start.media_id;
+  req.expires = start.expires;
+  req.size = start.size;
+  req.signature = start.signature;
+  if (!call_media (request, data, "CheckUploadURL", &req.base, &response))
+    return false;
+  gn_http_set_body_limit (request,
+                          (size_t)((Generia__Media__V1__CheckUploadURLResponse *)response)->size);
+  return true;
+}
+
+static void
+handle_put_content (gn_http_request *request, void *data)
+{
+  Generia__Media__V1__UploadStart start = GENERIA__MEDIA__V1__UPLOAD_START__INIT;
+
+  if (!presigned_start (request, &start))
+    return;
   if (request->body_len == 0) {
     gn_http_respond_error (request, 400, "empty_upload", "the upload is empty");
-    return;
-  }
-  Generia__Media__V1__UploadStart start = GENERIA__MEDIA__V1__UPLOAD_START__INIT;
-  gint64 expires_at = 0;
-  if (!g_ascii_string_to_signed (expires, 10, 1, G_MAXINT64 / G_USEC_PER_SEC, &expires_at, NULL)) {
-    gn_http_respond_error (request, 403, "invalid_signature",
-                           "the upload URL's expiry is not a whole number of seconds");
     return;
   }
   const char *type = gn_http_header (request, "Content-Type");
@@ -236,9 +289,6 @@ handle_put_content (gn_http_request *request, void *data)
                            GN_GATEWAY_CONTENT_TYPE_MAX);
     return;
   }
-  start.media_id = (char *)gn_http_param (request, "media_id");
-  start.expires = expires_at;
-  start.signature = (char *)signature;
   start.content_type = (char *)(type != NULL ? type : "");
   upload_source source = { .kind = SOURCE_RAW };
   Generia__Media__V1__Media *media = upload (request, data, &start, &source);
@@ -392,6 +442,7 @@ gn_gateway_add_media_routes (gn_router *router, gn_gateway_context *context)
   route = gn_router_add (router, "PUT", "/api/v1/media/{media_id}/content", handle_put_content,
                          context, GN_ROUTE_RAW_BODY);
   route->max_body = max_file;
+  route->precheck = precheck_put_content;
   /* Multipart framing adds a little around the file. */
   route = gn_router_add (router, "POST", "/api/v1/media/upload", handle_multipart, context,
                          GN_ROUTE_AUTH_REQUIRED | GN_ROUTE_MULTIPART);

@@ -16,7 +16,7 @@
  * read variables of that prefix too.
  *
  * Options derived from others - the socket addresses and the token secret file from the data
- * folder, the public URL from the gateway port - follow their source when it changes unless
+ * folder - follow their source when it changes unless
  * they were set to something else: a derived value is recognised by being equal to what the
  * old source would have produced, so no "explicitly set" flags are needed.
  *
@@ -34,13 +34,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <gio/gio.h>
 
 #include "log.h"
 
 #define KIB 1024
 #define MIB (1024 * KIB)
 #define DEFAULT_GATEWAY_PORT 8080
-#define DEFAULT_CDN_PORT 8090
 #define DEFAULT_GATEWAY_ADDRESS "127.0.0.1"
 #define CONFIG_FILE_NAME "generia-node.conf"
 #define ROOT_DATA_DIR "/var/lib/generia-node"
@@ -92,13 +92,15 @@ typedef enum {
   OPT_SIZE,
   OPT_STRING,       /* any text, empty allowed */
   OPT_NAME,         /* non-empty text: a host name, a path */
-  OPT_HTTP_URL,     /* http:// or https:// */
+  OPT_HTTP_URL,     /* http:// or https://, or "" for unset */
   OPT_DATABASE_URL, /* empty (embedded) or a libpq connection string; may hold a password */
   OPT_REDIS_URL,    /* empty (embedded), unix:/path or redis://host:port[/db] */
   OPT_RPC_ADDRESS,  /* unix:/path or host:port */
   OPT_SECRET,       /* any text, masked in dumps */
   OPT_BACKEND,      /* "fs" or "s3" */
   OPT_BOOL,         /* true/false, yes/no, on/off, 1/0 */
+  OPT_PORT_UNSET,   /* "" (GN_CONFIG_PORT_UNSET) or a port, 0 picking one */
+  OPT_NETWORKS,     /* comma-separated addresses and CIDR blocks, empty allowed */
 } option_type;
 
 typedef struct {
@@ -131,6 +133,7 @@ static const option options[] = {
   { "gateway.max_body_bytes", OPT_SIZE, FIELD (max_body_bytes), 1, (long long)1 << 40 },
   { "gateway.cors_origins", OPT_STRING, FIELD (cors_origins), 0, 0 },
   { "gateway.public_url", OPT_HTTP_URL, FIELD (public_url), 0, 0 },
+  { "gateway.trusted_proxies", OPT_NETWORKS, FIELD (trusted_proxies), 0, 0 },
   { "database.url", OPT_DATABASE_URL, FIELD (database_url), 0, 0 },
   { "redis.url", OPT_REDIS_URL, FIELD (redis_url), 0, 0 },
   { "auth.token_secret_file", OPT_NAME, FIELD (token_secret_file), 0, 0 },
@@ -162,7 +165,7 @@ static const option options[] = {
   { "media.spool_dir", OPT_NAME, FIELD (media_spool_dir), 0, 0 },
   { "media.secret_file", OPT_NAME, FIELD (media_secret_file), 0, 0 },
   { "cdn.address", OPT_NAME, FIELD (cdn_address), 0, 0 },
-  { "cdn.port", OPT_INT, FIELD (cdn_port), 0, 65535 },
+  { "cdn.port", OPT_PORT_UNSET, FIELD (cdn_port), 0, 65535 },
   { "cdn.threads", OPT_INT, FIELD (cdn_threads), 0, 1024 },
   { "cdn.public_url", OPT_HTTP_URL, FIELD (cdn_public_url), 0, 0 },
   { "cdn.url_ttl", OPT_INT, FIELD (cdn_url_ttl_s), 1, 365 * 24 * 3600 },
@@ -227,12 +230,6 @@ default_service_address (const char *data_dir)
 }
 
 static char *
-default_public_url (int gateway_port)
-{
-  return g_strdup_printf ("http://localhost:%d", gateway_port);
-}
-
-static char *
 default_data_dir (void)
 {
   if (getuid () == 0)
@@ -294,7 +291,8 @@ gn_config_new_default (void)
   config->gateway_threads = 0;
   config->max_body_bytes = 1 * MIB;
   config->cors_origins = g_strdup ("*");
-  config->public_url = default_public_url (DEFAULT_GATEWAY_PORT);
+  config->public_url = g_strdup ("");
+  config->trusted_proxies = g_strdup ("");
 
   config->database_url = g_strdup ("");
   config->redis_url = g_strdup ("");
@@ -329,9 +327,9 @@ gn_config_new_default (void)
   config->media_sweep_interval_s = 60;
 
   config->cdn_address = g_strdup (DEFAULT_GATEWAY_ADDRESS);
-  config->cdn_port = DEFAULT_CDN_PORT;
+  config->cdn_port = GN_CONFIG_PORT_UNSET;
   config->cdn_threads = 0;
-  config->cdn_public_url = default_public_url (DEFAULT_CDN_PORT);
+  config->cdn_public_url = g_strdup ("");
   config->cdn_url_ttl_s = 3600;
   config->cdn_cache_max_bytes = 1024 * MIB;
 
@@ -352,6 +350,7 @@ gn_config_free (gn_config *config)
   g_free (config->gateway_address);
   g_free (config->cors_origins);
   g_free (config->public_url);
+  g_free (config->trusted_proxies);
   g_free (config->database_url);
   g_free (config->redis_url);
   g_free (config->token_secret_file);
@@ -453,6 +452,29 @@ valid_rpc_address (const char *value)
   return g_ascii_string_to_unsigned (colon + 1, 10, 1, 65535, &port, NULL);
 }
 
+/* "127.0.0.1, 10.0.0.0/8, ::1": each an address or a CIDR block (at most 64 of them). */
+static gboolean
+valid_networks (const char *key, const char *value, GError **error)
+{
+  g_auto (GStrv) blocks = g_strsplit (value, ",", 65);
+
+  if (g_strv_length (blocks) > 64)
+    return invalid (error, key, value, "lists more than 64 addresses");
+  for (char **block = blocks; *block != NULL; block++) {
+    g_autoptr (GInetAddressMask) mask = NULL;
+
+    if (*g_strstrip (*block) == '\0')
+      continue;
+    mask = g_inet_address_mask_new_from_string (*block, NULL);
+    if (mask == NULL) {
+      g_autofree char *why = g_strdup_printf (
+          "names \"%s\", which is not an address or a CIDR block (10.0.0.0/8)", *block);
+      return invalid (error, key, value, why);
+    }
+  }
+  return TRUE;
+}
+
 static gboolean
 valid_redis_url (const char *value)
 {
@@ -500,16 +522,21 @@ gn_config_set (gn_config *config, const char *key, const char *value, GError **e
     case OPT_INT:
       if (!parse_integer (key, text, opt->min, opt->max, &number, error))
         return FALSE;
-      if (opt->offset == FIELD (gateway_port)) {
-        g_autofree char *old_url = default_public_url (config->gateway_port);
-        follow_default (&config->public_url, old_url, default_public_url ((int)number));
-      }
-      if (opt->offset == FIELD (cdn_port)) {
-        g_autofree char *old_url = default_public_url (config->cdn_port);
-        follow_default (&config->cdn_public_url, old_url, default_public_url ((int)number));
-      }
       *int_field (config, opt) = (int)number;
       return TRUE;
+
+    case OPT_PORT_UNSET:
+      if (*text == '\0')
+        number = GN_CONFIG_PORT_UNSET;
+      else if (!parse_integer (key, text, opt->min, opt->max, &number, error))
+        return FALSE;
+      *int_field (config, opt) = (int)number;
+      return TRUE;
+
+    case OPT_NETWORKS:
+      if (!valid_networks (key, text, error))
+        return FALSE;
+      break;
 
     case OPT_SIZE:
       if (!parse_integer (key, text, opt->min, opt->max, &number, error))
@@ -544,7 +571,8 @@ gn_config_set (gn_config *config, const char *key, const char *value, GError **e
       break;
 
     case OPT_HTTP_URL:
-      if (!g_str_has_prefix (text, "http://") && !g_str_has_prefix (text, "https://"))
+      if (*text != '\0' && !g_str_has_prefix (text, "http://")
+          && !g_str_has_prefix (text, "https://"))
         return invalid (error, key, text, "is not an http:// or https:// URL");
       break;
 
@@ -791,6 +819,10 @@ option_text (const gn_config *config, const option *opt)
       return services_text (config);
     case OPT_INT:
       return g_strdup_printf ("%d", *int_field (fields, opt));
+    case OPT_PORT_UNSET:
+      if (*int_field (fields, opt) == GN_CONFIG_PORT_UNSET)
+        return g_strdup ("");
+      return g_strdup_printf ("%d", *int_field (fields, opt));
     case OPT_SIZE:
       return g_strdup_printf ("%zu", *(size_t *)((char *)fields + opt->offset));
     case OPT_BOOL:
@@ -807,6 +839,7 @@ option_text (const gn_config *config, const option *opt)
     case OPT_NAME:
     case OPT_HTTP_URL:
     case OPT_BACKEND:
+    case OPT_NETWORKS:
       break;
   }
   return g_strdup (*string_field (fields, opt));

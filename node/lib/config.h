@@ -43,6 +43,9 @@ const char *gn_service_name (gn_service_id id);
 /* Returns -1 for an unknown name. */
 int gn_service_from_name (const char *name);
 
+/* An optional port that is not set. */
+#define GN_CONFIG_PORT_UNSET (-1)
+
 typedef struct {
   char *data_dir;
   char *config_file; /* the file read, or NULL */
@@ -66,7 +69,10 @@ typedef struct {
   int gateway_threads; /* 0: a thread per connection (handlers wait on gRPC); N: epoll pool */
   size_t max_body_bytes;
   char *cors_origins;
-  char *public_url; /* how clients reach the gateway; default http://localhost:<port> */
+  char *public_url;      /* how clients reach the gateway ("https://photos.example.org");
+                          * default "": from each request (Host, trusted proxies' headers) */
+  char *trusted_proxies; /* addresses / CIDR blocks whose X-Forwarded-* are believed (default
+                          * "": none) */
 
   /* [database] / [redis]: empty = embedded (started in <data-dir>) */
   char *database_url;
@@ -109,11 +115,14 @@ typedef struct {
   char *media_spool_dir;         /* temporary files, default <data-dir>/spool */
   char *media_secret_file;       /* signs upload URLs, default <data-dir>/secrets/media.key */
 
-  /* [cdn]: the HTTP listener serving media by signed URLs */
-  char *cdn_address;          /* default 127.0.0.1 */
-  int cdn_port;               /* default 8090 (0 picks one) */
+  /* [cdn]: media by signed URLs, served on the gateway's port, and on a listener of its own
+   * when cdn.port is set */
+  char *cdn_address;          /* of that listener, default 127.0.0.1 */
+  int cdn_port;               /* GN_CONFIG_PORT_UNSET (the default, written ""): no listener of its
+                               * own; 0 picks a free one */
   int cdn_threads;            /* epoll pool, 0 = one per core */
-  char *cdn_public_url;       /* base of media URLs, default http://localhost:<cdn.port> */
+  char *cdn_public_url;       /* base of media URLs (a web server or CDN in front of the media);
+                               * default "": the base URL of the gateway the client used */
   int cdn_url_ttl_s;          /* lifetime of a signed media URL (default 3600) */
   char *cdn_secret_file;      /* default <data-dir>/secrets/cdn.key */
   char *cdn_cache_dir;        /* local copies of remote (S3) objects, <data-dir>/cdn-cache */

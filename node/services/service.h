@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "revocations.h"
+#include "router.h"
 #include "rpc.h"
 #include "token.h"
 
@@ -26,6 +27,10 @@ typedef struct {
   gboolean (*migrate) (const gn_service_env *env, GError **error);
   gboolean (*init) (const gn_service_env *env, gn_rpc_service *service, GError **error);
   void (*fini) (gn_rpc_service *service);
+  /* Optional: HTTP routes the service serves on the gateway's port when both run in one
+   * process (the CDN's media files).  Called after init; the routes may use service->data
+   * until fini. */
+  void (*add_http_routes) (gn_rpc_service *service, gn_router *router);
 } gn_service_module;
 
 extern const gn_service_module gn_auth_module;

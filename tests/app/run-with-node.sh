@@ -31,11 +31,9 @@ free_port() {
 }
 port=$(free_port)
 url="http://127.0.0.1:$port"
-# The CDN that serves the signed media URLs listens on a port of its own.
-cdn_port=$(free_port)
-
-# The tests sign in far more often than a person: generous rate limits.
-"$node" serve --data-dir "$work/node" --gateway-port "$port" --set "cdn.port=$cdn_port" \
+# The gateway serves the signed media URLs on its own port too.  The tests sign in far more
+# often than a person: generous rate limits.
+"$node" serve --data-dir "$work/node" --gateway-port "$port" \
   --set ratelimit.auth_burst=100000 --set ratelimit.auth_per_minute=6000000 \
   --set ratelimit.write_burst=100000 --set ratelimit.write_per_minute=6000000 \
   >"$work/node.log" 2>&1 &

@@ -214,6 +214,81 @@ export function client (baseUrl) {
   };
 }
 
+// Sends a request whose body the server should refuse unread: the head, announcing `declared`
+// body bytes (Content-Length; or chunked when `chunked`), then only the first `send` bytes, and
+// waits for the answer without sending more.  With `expectContinue`, the head asks for
+// "100 Continue" and no body byte is sent unless the server says 100.  Resolves to
+// {status, headers, text, bodyBytesSent, continued, ms}; an answer that needs the rest of the
+// body never comes, and the promise rejects after `timeoutMs`.
+export function sendWithheldBody (baseUrl, method, urlPath, { declared, send = 0, chunked = false, expectContinue = false, headers = {}, timeoutMs = 10000 }) {
+  const url = new URL(urlPath, baseUrl);
+  const head = [`${method} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
+  for (const [name, value] of Object.entries(headers)) head.push(`${name}: ${value}`);
+  head.push(chunked ? 'Transfer-Encoding: chunked' : `Content-Length: ${declared}`);
+  if (expectContinue) head.push('Expect: 100-continue');
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: url.hostname, port: Number(url.port) });
+    let raw = Buffer.alloc(0);
+    let bodyBytesSent = 0;
+    let continued = false;
+    let done = false;
+    const timer = setTimeout(() => finish(new Error(`${method} ${urlPath}: no answer within ${timeoutMs} ms ` +
+                                                    `(${bodyBytesSent} of ${declared} body bytes sent)`)), timeoutMs);
+    const sendBody = () => {
+      if (send <= 0) return;
+      const piece = Buffer.alloc(send, 0x41);
+      socket.write(chunked ? Buffer.concat([Buffer.from(`${send.toString(16)}\r\n`), piece, Buffer.from('\r\n')]) : piece);
+      bodyBytesSent = send;
+    };
+    function finish (err, value) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(value);
+    }
+    // One answer: the status line, headers and, by Content-Length, its body; a "100 Continue"
+    // before it releases the withheld body.
+    const parse = () => {
+      for (;;) {
+        const end = raw.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const lines = raw.subarray(0, end).toString('latin1').split('\r\n');
+        const status = Number(lines[0].split(' ')[1]);
+        const parsed = {};
+        for (const line of lines.slice(1)) {
+          const colon = line.indexOf(':');
+          parsed[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+        }
+        if (status === 100) {
+          continued = true;
+          raw = raw.subarray(end + 4);
+          sendBody();
+          continue;
+        }
+        const length = Number(parsed['content-length'] ?? 0);
+        if (raw.length < end + 4 + length) return;
+        const text = raw.subarray(end + 4, end + 4 + length).toString('utf8');
+        finish(null, { status, headers: parsed, text, bodyBytesSent, continued, ms: Date.now() - started });
+        return;
+      }
+    };
+    socket.on('connect', () => {
+      socket.write(head.join('\r\n') + '\r\n\r\n');
+      if (!expectContinue) sendBody();
+    });
+    socket.on('data', (chunk) => {
+      raw = Buffer.concat([raw, chunk]);
+      parse();
+    });
+    // The server may close (even reset) the connection right after its answer.
+    socket.on('error', (err) => { parse(); finish(err); });
+    socket.on('close', () => { parse(); finish(new Error(`${method} ${urlPath}: closed without an answer`)); });
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 
@@ -364,8 +439,6 @@ export async function startNode ({ dataDir, databaseUrl, redisUrl, env = {}, arg
   const argv = ['serve', '--data-dir', dataDir, '--gateway-port', String(port)];
   if (databaseUrl) argv.push('--database-url', databaseUrl);
   if (redisUrl) argv.push('--redis-url', redisUrl);
-  // The CDN listener's default port (8090) would clash between nodes running at once.
-  if (!args.some((arg) => String(arg).startsWith('cdn.port='))) argv.push('--set', 'cdn.port=0');
   // Tests sign in and write far more often than a person: generous rate limits (still
   // enforced, so the admission path runs), unless the test sets any ratelimit.* key itself.
   if (!args.some((arg) => String(arg).startsWith('ratelimit.'))) {

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { assertStatus, freePort, makeTempDir, newAccount, removeDir, startStack } from './harness.mjs';
+import { assertStatus, makeTempDir, newAccount, removeDir, startStack } from './harness.mjs';
 import { makeTinyJpeg } from './media-fixtures.mjs';
 
 const INITIAL_POSTS = 60;
@@ -32,7 +32,7 @@ let fixtureDir;
 before(async () => {
   fixtureDir = await makeTempDir('gn-fixtures-');
   tiny = makeTinyJpeg(fixtureDir);
-  stack = await startStack({ args: ['--set', `cdn.port=${await freePort()}`] });
+  stack = await startStack();
   api = stack.api;
 });
 

@@ -19,8 +19,8 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
-  PROBLEM, UUID_RE, assertPlainError, assertProblem, assertStatus, assertTimestamp, filesUnder, freePort,
-  makeTempDir, newAccount, psql, psqlNumber, removeDir, request, startS3, startStack,
+  PROBLEM, UUID_RE, assertPlainError, assertProblem, assertStatus, assertTimestamp, filesUnder,
+  makeTempDir, newAccount, psql, psqlNumber, removeDir, request, sendWithheldBody, startS3, startStack,
 } from './harness.mjs';
 import { isBlue, isJpeg, isRed, jpegSize, leakedMetadata, makeFixtures, pixelAt, readTags } from './media-fixtures.mjs';
 
@@ -45,15 +45,13 @@ after(async () => {
 // ---------------------------------------------------------------------------------------------
 // A node with its users and the helpers that talk to it
 
-// Starts a stack for `backend` ('fs' or 's3') with the limits the tests rely on and the CDN
-// listener on a free port, and registers two users.
+// Starts a stack for `backend` ('fs' or 's3') with the limits the tests rely on (media served on
+// the gateway's port), and registers two users.
 async function startWorld (backend, extraArgs = []) {
   const world = { backend };
   world.tmpDir = await makeTempDir('gn-node-tmp-');
   if (backend === 's3') world.s3 = await startS3();
-  world.cdnPort = await freePort();
   const args = [
-    '--set', `cdn.port=${world.cdnPort}`,
     '--set', `media.max_upload_bytes=${MAX_UPLOAD_BYTES}`,
     '--set', `media.max_pixels=${MAX_PIXELS}`,
     '--set', `media.original_max_side=${ORIGINAL_MAX_SIDE}`,
@@ -593,8 +591,23 @@ function publishingSuite (backend) {
                           413, ['payload_too_large', 'file_too_large']);
       await assertRefused(world, 'PUT of more bytes than declared',
                           (h, slot) => putBytes(slot.upload_url, fixtures.exif.bytes, 'image/jpeg', h),
-                          413, ['payload_too_large', 'file_too_large'],
+                          413, 'payload_too_large',
                           { prepare: () => uploadUrlFor(world, world.alice, fixtures.exif, 1000) });
+      // No length announced: refused as the bytes pass the signed size.
+      await assertRefused(world, 'chunked PUT of more bytes than declared',
+                          (h, slot) => request(slot.upload_url, 'PUT', slot.upload_url, {
+                            body: fixtures.exif.bytes, chunked: true, headers: { 'Content-Type': 'image/jpeg', ...h },
+                          }),
+                          413, 'payload_too_large',
+                          { prepare: () => uploadUrlFor(world, world.alice, fixtures.exif, 1000) });
+    });
+
+    test('a PUT of fewer bytes than declared is taken: the bytes decide what was uploaded', async () => {
+      const slot = await uploadUrlFor(world, world.alice, fixtures.exif, fixtures.exif.bytes.length + 5000);
+      assertStatus(await putBytes(slot.upload_url, fixtures.exif.bytes, 'image/jpeg'), 200, 'PUT');
+      const confirmed = await confirm(world, world.alice, slot.media_id);
+      assertStatus(confirmed, 200, 'confirm');
+      assertMediaObject(confirmed.json(), { user: world.alice, type: 'image', width: 300, height: 400 }, 'confirmed');
     });
 
     test('refused uploads: a truncated JPEG is 400 invalid_media; nothing left behind', async () => {
@@ -632,6 +645,9 @@ function publishingSuite (backend) {
         // Bob's valid signature on Alice's media id.
         'another upload\'s signature': withParam(slot.upload_url, 'signature', new URL(other.upload_url).searchParams.get('signature')),
         'no signature': `${url.origin}${url.pathname}?expires=${url.searchParams.get('expires')}`,
+        // The URL is signed over its size: a larger one is a forgery.
+        size: withParam(slot.upload_url, 'size', String(Number(url.searchParams.get('size')) * 2)),
+        'no size': withParam(slot.upload_url, 'size', ''),
       };
       for (const [what, bad] of Object.entries(forged)) {
         await assertRefused(world, `PUT with a tampered ${what}`,
@@ -640,6 +656,67 @@ function publishingSuite (backend) {
       const put = await putBytes(slot.upload_url, fixtures.exif.bytes, 'image/jpeg');
       assertStatus(put, 200, 'the genuine PUT after the forgeries');
       assertStatus(await confirm(world, world.alice, slot.media_id), 200, 'confirm after the forgeries');
+    });
+
+    test('a PUT to a forged upload URL is refused before its body is read: 403 at once, nothing spooled', async () => {
+      const slot = await uploadUrlFor(world, world.alice, fixtures.exif);
+      const genuine = new URL(slot.upload_url);
+      const forged = new URL(withParam(slot.upload_url, 'signature', flipChar(genuine.searchParams.get('signature'))));
+      const target = forged.pathname + forged.search;
+      // Under the route's limit, so only the URL's check can refuse it.
+      const declared = MAX_UPLOAD_BYTES - 4096;
+      const headers = { 'Content-Type': 'image/jpeg' };
+      const before = snapshot(world);
+
+      // A client that waits for "100 Continue" gets the answer instead and sends nothing.
+      const waiting = await sendWithheldBody(forged.origin, 'PUT', target, { declared, send: declared, expectContinue: true, headers });
+      assert.equal(waiting.status, 403, `Expect: 100-continue: ${waiting.status} ${waiting.text}`);
+      assert.equal(waiting.continued, false, 'the server asked for the body of a forged upload');
+      assert.equal(waiting.bodyBytesSent, 0);
+      assert.match(waiting.text, /signature/);
+      // A client that just sends: the answer comes after 64 KiB, the rest is never needed.
+      const eager = await sendWithheldBody(forged.origin, 'PUT', target, { declared, send: 65536, headers });
+      assert.equal(eager.status, 403, `64 KiB of ${declared}: ${eager.status} ${eager.text}`);
+      // Chunked, no length announced.
+      const chunked = await sendWithheldBody(forged.origin, 'PUT', target, { chunked: true, send: 65536, headers });
+      assert.equal(chunked.status, 403, `chunked: ${chunked.status} ${chunked.text}`);
+      await assertNothingExtra(world, before, 'forged PUTs');
+
+      // The genuine URL still works; once used, it is refused before the body as well.
+      assertStatus(await putBytes(slot.upload_url, fixtures.exif.bytes, 'image/jpeg'), 200, 'the genuine PUT');
+      const reused = await sendWithheldBody(genuine.origin, 'PUT', genuine.pathname + genuine.search,
+                                            { declared, send: 65536, headers });
+      assert.equal(reused.status, 400, `a used URL: ${reused.status} ${reused.text}`);
+      assert.match(reused.text, /already used/);
+    });
+
+    test('URLs follow the address the client used: a LAN Host gets URLs on that host', async () => {
+      const port = world.stack.node.port;
+      const lan = { Host: `192.168.1.20:${port}` };
+      const lanBase = `http://192.168.1.20:${port}`;
+      const res = await askUploadUrl(world, world.alice, { filename: 'lan.jpg', contentType: 'image/jpeg', size: fixtures.exif.bytes.length }, lan);
+      assertStatus(res, 200, 'upload-url with a LAN Host');
+      const slot = res.json();
+      assert.ok(slot.upload_url.startsWith(`${lanBase}/api/v1/media/${slot.media_id}/content?`), `upload_url: ${slot.upload_url}`);
+      // The phone PUTs to that URL (here: the same node, reached by its loopback address).
+      const put = new URL(slot.upload_url);
+      const uploaded = await request(world.stack.baseUrl, 'PUT', put.pathname + put.search, {
+        body: fixtures.exif.bytes, headers: { ...lan, 'Content-Type': 'image/jpeg' },
+      });
+      assertStatus(uploaded, 200, 'PUT with a LAN Host');
+      const confirmed = await confirm(world, world.alice, slot.media_id, lan);
+      assertStatus(confirmed, 200, 'confirm');
+      for (const name of VARIANTS) {
+        const url = confirmed.json().variants[name];
+        assert.ok(url.startsWith(`${lanBase}/media/${slot.media_id}/`), `variant ${name}: ${url}`);
+        const media = new URL(url);
+        assertStatus(await request(world.stack.baseUrl, 'GET', media.pathname + media.search, { headers: lan }), 200,
+                     `variant ${name} through the gateway's port`);
+      }
+      // A Host that is not a host name never ends up in a URL: the address the node was reached on does.
+      const odd = await world.api.get(`/api/v1/media/${slot.media_id}`, { headers: { Host: 'photos.test/"><script>' } });
+      assertStatus(odd, 200);
+      assert.ok(odd.json().variants.medium.startsWith(`http://127.0.0.1:${port}/media/`), odd.json().variants.medium);
     });
 
     test('posts: create, read, carousel order, hashtags and mentions, edit, feeds; media URLs load', async () => {

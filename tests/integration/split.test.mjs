@@ -4,16 +4,19 @@
 // verifies access tokens itself with the key kept there).  The REST API works across the two
 // processes, uploads included (the bytes stream over TCP); when the services go away the
 // gateway says so (/ready and the routes answer 503) and recovers when they come back.
+// Media are served by the services process's own CDN listener (cdn.port), which the gateway's
+// media URLs name (cdn.public_url); a gateway that could not give working media URLs says so
+// at start, and a CDN process nothing would serve media for refuses to start.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
-  PROBLEM, assertProblem, assertStatus, client, freePort, makeTempDir, newAccount, removeDir, startNode,
-  startPostgres, startRedis, tcpAccepts,
+  PROBLEM, assertProblem, assertStatus, client, freePort, makeTempDir, newAccount, nodeBinary, removeDir, request,
+  startNode, startPostgres, startRedis, tcpAccepts,
 } from './harness.mjs';
 
 let pg;
@@ -22,6 +25,7 @@ let dir;
 let authNode;
 let gatewayNode;
 let authPort;
+let cdnPort;
 let common;
 
 before(async () => {
@@ -29,6 +33,7 @@ before(async () => {
   redis = await startRedis();
   dir = await makeTempDir('gn-split-');
   authPort = await freePort();
+  cdnPort = await freePort();
   common = {
     dataDir: path.join(dir, 'data'),
     databaseUrl: pg.url,
@@ -48,8 +53,10 @@ after(async () => {
 });
 
 const startAuth = () => startNode({
-  ...common, args: ['--services', 'auth,post,media,cdn'], isReady: () => tcpAccepts('127.0.0.1', authPort),
+  ...common, args: ['--services', 'auth,post,media,cdn', '--set', `cdn.port=${cdnPort}`],
+  isReady: () => tcpAccepts('127.0.0.1', authPort),
 });
+const cdnBase = () => `http://127.0.0.1:${cdnPort}`;
 
 async function until (what, check, ms = 15000) {
   const deadline = Date.now() + ms;
@@ -62,7 +69,7 @@ async function until (what, check, ms = 15000) {
 
 test('a gateway process in front of a process running the services', async () => {
   authNode = await startAuth();
-  gatewayNode = await startNode({ ...common, args: ['--services', 'gateway'] });
+  gatewayNode = await startNode({ ...common, args: ['--services', 'gateway', '--set', `cdn.public_url=${cdnBase()}/`] });
   const api = client(gatewayNode.baseUrl);
 
   const account = newAccount('split');
@@ -81,6 +88,11 @@ test('a gateway process in front of a process running the services', async () =>
     json: { media_data: jpeg.toString('base64'), content_type: 'image/jpeg', filename: 'dot.jpg' }, headers: auth,
   });
   assertStatus(uploaded, 201, 'upload through the gateway process');
+  // Its media URLs name the CDN listener of the services process, and load there.
+  for (const [name, url] of Object.entries(uploaded.json().variants)) {
+    assert.ok(url.startsWith(`${cdnBase()}/media/`), `variant ${name}: ${url}`);
+    assertStatus(await request(url, 'GET', url), 200, `variant ${name} from the CDN listener`);
+  }
   const created = await api.post('/api/v1/posts', { json: { caption: 'split #ok', media_id: uploaded.json().media_id }, headers: auth });
   assertStatus(created, 201, 'post through the gateway process');
   const feed = await api.get('/api/v1/feed');
@@ -107,4 +119,21 @@ test('a gateway process in front of a process running the services', async () =>
   const meAgain = await api.get('/api/v1/auth/me', { headers: { Authorization: `Bearer ${again.json().token}` } });
   assertStatus(meAgain, 200);
   assert.deepEqual(meAgain.json(), me.json());
+});
+
+test('a split that could not serve media says so: the gateway warns, a lone CDN refuses to start', async () => {
+  const lone = await startNode({
+    dataDir: path.join(dir, 'lone-gateway'), args: ['--services', 'gateway'],
+    env: Object.fromEntries(['AUTH', 'POST', 'MEDIA', 'CDN'].map((name) => [`GENERIA_RPC_${name}_ADDRESS`, '127.0.0.1:1'])),
+    isReady: async (baseUrl) => (await request(baseUrl, 'GET', '/health')).status === 200,
+  });
+  try {
+    assert.match(lone.output(), /media URLs pointing at this gateway will not load: set cdn\.public_url/);
+  } finally {
+    await lone.stop();
+  }
+  const cdn = spawnSync(nodeBinary(), ['serve', '--data-dir', path.join(dir, 'lone-cdn'), '--services', 'cdn'],
+                        { encoding: 'utf8', timeout: 30000 });
+  assert.equal(cdn.status, 1, `a cdn without the gateway or cdn.port: ${cdn.status}\n${cdn.stderr}`);
+  assert.match(cdn.stderr, /nothing would serve media: set cdn\.port/);
 });

@@ -1,4 +1,5 @@
 /* The CDN service as generia-node runs it: gn_cdn_module's init starts the real HTTP listener
+ * (cdn.port; the same routes also go on another server's router, as on the gateway's port)
  * over real storage (the fs backend in a temp folder; the S3 backend on s3rver, a real
  * SigV4-checking S3 server, through the local copies of cache.c), the module's gRPC service is
  * served on a unix socket, and a real HTTP client (libsoup) fetches the signed URLs.
@@ -20,6 +21,7 @@
 #include "common.pb-c.h"
 #include "cdn/cache.h"
 #include "cdn/sign.h"
+#include "http.h"
 #include "service.h"
 #include "storage.h"
 
@@ -120,8 +122,7 @@ typedef struct {
   gn_storage *storage; /* the test's own handle on the same storage, to put objects */
   char *s3_prefix;
   gn_cdn_key key; /* read from the module's secret file */
-  char *public_url;
-  char *base; /* where the listener is: public_url */
+  char *base;     /* where the listener is: "http://127.0.0.1:<port>" */
   SoupSession *session;
   gn_arena *arena;
 } fixture;
@@ -190,13 +191,12 @@ fixture_setup (fixture *f, gconstpointer data)
   g_assert_no_error (error);
   f->arena = gn_arena_new ();
 
-  /* cdn.port = 0: the public URL names the port picked. */
+  /* cdn.port = 0: the listener's port is the one picked; no public URL is configured. */
   g_assert_cmpint (call (f, "GetCDNConfig", &request.base, (ProtobufCMessage **)&config, &status),
                    ==, GRPC_STATUS_OK);
-  g_assert_true (g_str_has_prefix (config->public_base_url, "http://127.0.0.1:"));
-  g_assert_cmpint (atoi (config->public_base_url + strlen ("http://127.0.0.1:")), >, 0);
-  f->public_url = g_strdup (config->public_base_url);
-  f->base = g_strdup (config->public_base_url);
+  g_assert_cmpint (config->http_port, >, 0);
+  g_assert_cmpstr (config->public_base_url, ==, "");
+  f->base = g_strdup_printf ("http://127.0.0.1:%d", config->http_port);
   f->session = soup_session_new ();
 }
 
@@ -214,7 +214,6 @@ fixture_teardown (fixture *f, gconstpointer data)
   g_free (f->dir);
   g_free (f->target);
   g_free (f->s3_prefix);
-  g_free (f->public_url);
   g_free (f->base);
 }
 
@@ -354,7 +353,8 @@ test_grpc (fixture *f, gconstpointer data)
   g_assert_cmpuint (response->n_urls, ==, 2);
   for (size_t i = 0; i < 2; i++) {
     Generia__Cdn__V1__SignedURL *url = response->urls[i];
-    g_autofree char *prefix = g_strdup_printf ("%s/%s?expires=", f->public_url, keys[i]);
+    /* A path: the gateway puts the base URL in front. */
+    g_autofree char *prefix = g_strdup_printf ("/%s?expires=", keys[i]);
     int64_t expires = url->expires_at_us / G_USEC_PER_SEC;
 
     g_assert_cmpstr (url->storage_key, ==, keys[i]);
@@ -363,7 +363,7 @@ test_grpc (fixture *f, gconstpointer data)
     g_assert_cmpint (expires, >=, before + 3600);
     g_assert_cmpint (expires, <=, now_s () + 3600 + 450);
     /* The URL works as it is. */
-    fetch (f, &r, "GET", url->url + strlen (f->public_url), NULL);
+    fetch (f, &r, "GET", url->url, NULL);
     g_assert_cmpuint (status_of (&r), ==, 200);
     assert_body (&r, bytes, 0, 1000);
   }
@@ -957,6 +957,104 @@ test_s3_down (fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (health->detail, "storage"));
 }
 
+/* ---- on another server's port (the gateway's) ---- */
+
+/* The module's routes on a router of another HTTP server, as the gateway of a node mounts
+ * them: the same answers as on the CDN's own listener. */
+static void
+test_on_gateway_port (fixture *f, gconstpointer data)
+{
+  g_autoptr (GBytes) bytes = random_bytes (5000);
+  g_autofree char *key = put_object (f, "medium", "jpg", bytes);
+  g_autofree char *path = signed_path (f, key, now_s () + 600);
+  g_autofree char *expired = signed_path (f, key, now_s () - 1);
+  g_autoptr (GError) error = NULL;
+  gn_router *router = gn_router_new ();
+  gn_http_server_options options
+      = { .name = "gateway", .address = "127.0.0.1", .port = 0, .threads = 2, .router = router };
+  gn_http_server *server;
+  g_auto (reply) r = { 0 };
+
+  gn_cdn_module.add_http_routes (&f->service, router);
+  server = gn_http_server_start (&options, &error);
+  g_assert_no_error (error);
+  g_free (f->base);
+  f->base = g_strdup_printf ("http://127.0.0.1:%d", gn_http_server_port (server));
+
+  fetch (f, &r, "GET", path, NULL);
+  g_assert_cmpuint (status_of (&r), ==, 200);
+  assert_body (&r, bytes, 0, 5000);
+  g_assert_cmpstr (header (&r, "Content-Type"), ==, "image/jpeg");
+  fetch (f, &r, "GET", path, "Range", "bytes=100-199", NULL);
+  g_assert_cmpuint (status_of (&r), ==, 206);
+  assert_body (&r, bytes, 100, 100);
+  fetch (f, &r, "HEAD", path, NULL);
+  g_assert_cmpuint (status_of (&r), ==, 200);
+  fetch (f, &r, "GET", expired, NULL);
+  g_assert_cmpuint (status_of (&r), ==, 403);
+
+  gn_http_server_stop (server);
+  gn_router_free (router);
+}
+
+/* Without cdn.port the module opens no port of its own and is still healthy (the gateway of
+ * its process serves the media); without the gateway as well, nothing would serve them, and
+ * init says so. */
+static void
+test_no_listener (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("test-cdn-XXXXXX", &error);
+  gn_config *config = gn_config_new_default ();
+  gn_service_env env = { .config = config };
+  gn_rpc_service service = { 0 };
+  gn_rpc_server *rpc;
+  g_autofree char *target = g_strdup_printf ("unix:%s/rpc.sock", dir);
+  gn_arena *arena = gn_arena_new ();
+  Generia__Cdn__V1__GetCDNConfigRequest config_request
+      = GENERIA__CDN__V1__GET_CDNCONFIG_REQUEST__INIT;
+  Generia__Common__V1__HealthCheckRequest health_request
+      = GENERIA__COMMON__V1__HEALTH_CHECK_REQUEST__INIT;
+  Generia__Cdn__V1__CDNConfig *cdn_config = NULL;
+  Generia__Common__V1__HealthCheckResponse *health = NULL;
+  gn_rpc_status status;
+
+  gn_config_set_data_dir (config, dir);
+  g_assert_true (gn_config_set (config, "cdn.public_url", "https://media.example/", &error));
+  g_assert_true (gn_cdn_module.init (&env, &service, &error));
+  g_assert_no_error (error);
+  rpc = gn_rpc_server_new (NULL);
+  g_assert_true (gn_rpc_server_add_service (rpc, &service, &error));
+  g_assert_true (gn_rpc_server_listen (rpc, target, NULL, &error));
+  g_assert_true (gn_rpc_server_start (rpc, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (gn_rpc_unary (gn_rpc_client_get (target), CDN_SERVICE, "GetCDNConfig",
+                                 &config_request.base, (ProtobufCMessage **)&cdn_config, arena,
+                                 NULL, &status),
+                   ==, GRPC_STATUS_OK);
+  g_assert_cmpint (cdn_config->http_port, ==, 0);
+  g_assert_cmpstr (cdn_config->public_base_url, ==, "https://media.example/");
+  g_assert_cmpint (gn_rpc_unary (gn_rpc_client_get (target), CDN_SERVICE, "HealthCheck",
+                                 &health_request.base, (ProtobufCMessage **)&health, arena, NULL,
+                                 &status),
+                   ==, GRPC_STATUS_OK);
+  g_assert_cmpint (health->status, ==,
+                   GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+  gn_rpc_server_shutdown (rpc, 1000);
+  gn_rpc_server_free (rpc);
+  gn_cdn_module.fini (&service);
+
+  g_assert_true (gn_config_set_services (config, "cdn", &error));
+  memset (&service, 0, sizeof service);
+  g_assert_false (gn_cdn_module.init (&env, &service, &error));
+  g_assert_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_INVALID_VALUE);
+  g_assert_nonnull (strstr (error->message, "cdn.port"));
+
+  gn_arena_free (arena);
+  gn_config_free (config);
+  remove_tree (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -979,6 +1077,9 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/cdn/cors", fixture, GINT_TO_POINTER (FALSE), fixture_setup, test_cors,
               fixture_teardown);
+  g_test_add ("/cdn/gateway-port", fixture, GINT_TO_POINTER (FALSE), fixture_setup,
+              test_on_gateway_port, fixture_teardown);
+  g_test_add_func ("/cdn/no-listener", test_no_listener);
   g_test_add ("/cdn/s3/served", fixture, GINT_TO_POINTER (TRUE), fixture_setup, test_s3_served,
               fixture_teardown);
   g_test_add ("/cdn/s3/cache", fixture, GINT_TO_POINTER (TRUE), fixture_setup, test_s3_cache,

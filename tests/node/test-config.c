@@ -90,7 +90,11 @@ test_defaults (void)
   g_assert_cmpint (config->gateway_threads, ==, 0);
   g_assert_cmpuint (config->max_body_bytes, ==, 1024 * 1024);
   g_assert_cmpstr (config->cors_origins, ==, "*");
-  g_assert_cmpstr (config->public_url, ==, "http://localhost:8080");
+  /* Unset: URLs come from each request; no separate CDN listener. */
+  g_assert_cmpstr (config->public_url, ==, "");
+  g_assert_cmpstr (config->trusted_proxies, ==, "");
+  g_assert_cmpint (config->cdn_port, ==, GN_CONFIG_PORT_UNSET);
+  g_assert_cmpstr (config->cdn_public_url, ==, "");
 
   g_assert_cmpstr (config->database_url, ==, "");
   g_assert_cmpstr (config->redis_url, ==, "");
@@ -159,7 +163,7 @@ test_file (fixture *f, gconstpointer data)
   g_assert_cmpint (config->rpc_workers, ==, 3);
   g_assert_cmpstr (config->service_address[GN_SERVICE_AUTH], ==, "127.0.0.1:50051");
   g_assert_cmpint (config->gateway_port, ==, 9090);
-  g_assert_cmpstr (config->public_url, ==, "http://localhost:9090");
+  g_assert_cmpstr (config->public_url, ==, "");
   g_assert_cmpuint (config->max_body_bytes, ==, 2048);
   g_assert_cmpstr (config->cors_origins, ==, "https://a.example https://b.example");
   g_assert_cmpstr (config->database_url, ==, "host=/tmp/pg dbname=generia");
@@ -230,13 +234,28 @@ test_env_over_file_and_set_over_env (fixture *f, gconstpointer data)
   g_assert_true (gn_config_set (config, "gateway.port", "9292", &error));
   g_assert_no_error (error);
   g_assert_cmpint (config->gateway_port, ==, 9292);
-  g_assert_cmpstr (config->public_url, ==, "http://localhost:9292");
+  g_assert_cmpstr (config->public_url, ==, "");
 
-  /* An explicit public URL no longer follows the port. */
   g_assert_true (gn_config_set (config, "gateway.public_url", "https://photos.example", &error));
   g_assert_true (gn_config_set (config, "gateway.port", "9393", &error));
   g_assert_no_error (error);
   g_assert_cmpstr (config->public_url, ==, "https://photos.example");
+  /* "" unsets it again. */
+  g_assert_true (gn_config_set (config, "gateway.public_url", "", &error));
+  g_assert_cmpstr (config->public_url, ==, "");
+
+  /* The CDN's own listener: unset, a port, or 0 for a free one. */
+  g_assert_true (gn_config_set (config, "cdn.port", "8090", &error));
+  g_assert_cmpint (config->cdn_port, ==, 8090);
+  g_assert_true (gn_config_set (config, "cdn.port", "0", &error));
+  g_assert_cmpint (config->cdn_port, ==, 0);
+  g_assert_true (gn_config_set (config, "cdn.port", "", &error));
+  g_assert_cmpint (config->cdn_port, ==, GN_CONFIG_PORT_UNSET);
+
+  g_assert_true (
+      gn_config_set (config, "gateway.trusted_proxies", " 127.0.0.1, 10.0.0.0/8,::1 ", &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (config->trusted_proxies, ==, "127.0.0.1, 10.0.0.0/8,::1");
   gn_config_free (config);
   g_strfreev (env);
 }
@@ -297,6 +316,11 @@ test_bad_values (void)
     { "gateway.max_body_bytes", "0", GN_CONFIG_ERROR_INVALID_VALUE },
     { "gateway.address", "", GN_CONFIG_ERROR_INVALID_VALUE },
     { "gateway.public_url", "localhost:8080", GN_CONFIG_ERROR_INVALID_VALUE },
+    { "cdn.public_url", "cdn.example", GN_CONFIG_ERROR_INVALID_VALUE },
+    { "cdn.port", "-1", GN_CONFIG_ERROR_INVALID_VALUE },
+    { "cdn.port", "70000", GN_CONFIG_ERROR_INVALID_VALUE },
+    { "gateway.trusted_proxies", "127.0.0.1, proxy.example", GN_CONFIG_ERROR_INVALID_VALUE },
+    { "gateway.trusted_proxies", "10.0.0.0/33", GN_CONFIG_ERROR_INVALID_VALUE },
     { "node.log_level", "loud", GN_CONFIG_ERROR_INVALID_VALUE },
     { "node.services", "auth,blog", GN_CONFIG_ERROR_UNKNOWN_KEY },
     { "node.services", " , ", GN_CONFIG_ERROR_INVALID_VALUE },

@@ -1,19 +1,24 @@
 /* cdn.c - the CDN service: signs media URLs over gRPC and serves them over HTTP.
  *
  * gRPC (generia.cdn.v1.CDNService):
- *   GetSignedURL     one call signs a whole feed page (up to MAX_KEYS storage keys): URLs under
- *                    cdn.public_url that expire after ttl_seconds (0: cdn.url_ttl), see sign.h.
+ *   GetSignedURL     one call signs a whole feed page (up to MAX_KEYS storage keys): URL paths
+ *                    ("/media/...?expires=&signature=") that expire after ttl_seconds (0:
+ *                    cdn.url_ttl), see sign.h.  The gateway puts the base URL in front, so one
+ *                    signed path works through whichever address a client reached the node by.
  *                    Pure CPU, one HMAC per key, so it runs inline on the completion queue.
  *   InvalidateCache  drops the local copies of the given keys (remote backends; the fs backend
  *                    serves its files in place and keeps nothing to drop); answers how many
  *                    copies were removed.  The post service calls it when media is deleted.
- *   GetCDNConfig     the public base URL, the default URL lifetime, the largest file.
- *   HealthCheck      SERVING while the HTTP listener runs and the storage answers.
+ *   GetCDNConfig     cdn.public_url, the default URL lifetime, the largest file, the port of
+ *                    the listener of its own (if any).
+ *   HealthCheck      SERVING while the storage answers.
  *
- * HTTP: the module's init starts the listener of serve.c on cdn.address:cdn.port and its fini
- * stops it, so `--services cdn` is the whole CDN.  No database: the CDN reads storage ([storage]
- * of the configuration) and holds one secret, cdn.secret_file, shared by every CDN process of
- * a host so any of them verifies what another signed.
+ * HTTP: the media routes of serve.c go on the gateway's router when the gateway runs in the
+ * same process (add_http_routes), so a node needs one port.  With cdn.port set, the module's
+ * init also starts a listener of its own on cdn.address:cdn.port (fini stops it), so
+ * `--services cdn` is a whole CDN for hosts that split it off.  No database: the CDN reads
+ * storage ([storage] of the configuration) and holds one secret, cdn.secret_file, shared by
+ * every CDN process of a host so any of them verifies what another signed.
  *
  * Media are fetched by <img> and <video> elements from any page showing a post, and a signed
  * URL is itself the permission, so the listener allows every CORS origin. */
@@ -39,9 +44,10 @@
 typedef struct {
   gn_cdn_key key;
   gn_storage *storage;
-  gn_cdn_cache *cache; /* remote backends only */
-  gn_cdn_server *server;
-  char *public_url; /* without a trailing slash */
+  gn_cdn_cache *cache;   /* remote backends only */
+  gn_cdn_media media;    /* the three above, for serve.c */
+  gn_cdn_server *server; /* the listener of its own; NULL without cdn.port */
+  char *public_url;      /* cdn.public_url, "" when unset */
   int default_ttl_s;
   int max_ttl_s;
   int64_t max_file_bytes;
@@ -94,8 +100,7 @@ handle_get_signed_url (gn_rpc_call *call, const ProtobufCMessage *message,
 
     generia__cdn__v1__signed_url__init (url);
     url->storage_key = req->storage_keys[i];
-    url->url
-        = gn_cdn_signed_url (arena, &state->key, state->public_url, req->storage_keys[i], expires);
+    url->url = gn_cdn_signed_url (arena, &state->key, "", req->storage_keys[i], expires);
     url->expires_at_us = expires * G_USEC_PER_SEC;
     out->urls[i] = url;
   }
@@ -135,6 +140,7 @@ handle_get_cdn_config (gn_rpc_call *call, const ProtobufCMessage *message,
   out->public_base_url = state->public_url;
   out->default_ttl_seconds = state->default_ttl_s;
   out->max_file_bytes = state->max_file_bytes;
+  out->http_port = state->server != NULL ? gn_cdn_server_port (state->server) : 0;
   *response = &out->base;
   return GRPC_STATUS_OK;
 }
@@ -152,10 +158,7 @@ handle_health_check (gn_rpc_call *call, const ProtobufCMessage *message,
   out->service = "cdn";
   out->version = PACKAGE_VERSION;
   out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-  if (state->server == NULL) {
-    out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-    out->detail = "the HTTP listener is not running";
-  } else if (!gn_storage_check (state->storage, &error)) {
+  if (!gn_storage_check (state->storage, &error)) {
     out->status = GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     out->detail = gn_arena_printf (arena, "storage: %s", error->message);
   }
@@ -183,27 +186,19 @@ cdn_state_free (cdn_state *state)
   g_free (state);
 }
 
-/* cdn.port = 0 picks a free port (tests, several nodes on one host); the default public URL
- * then names the port picked, and the address listened on unless that is a wildcard. */
-static char *
-url_of_picked_port (const char *address, gn_cdn_server *server)
-{
-  int port = gn_cdn_server_port (server);
-
-  if (strcmp (address, "0.0.0.0") == 0 || strcmp (address, "::") == 0)
-    return g_strdup_printf ("http://localhost:%d", port);
-  if (strchr (address, ':') != NULL)
-    return g_strdup_printf ("http://[%s]:%d", address, port);
-  return g_strdup_printf ("http://%s:%d", address, port);
-}
-
 static gboolean
 cdn_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
 {
   const gn_config *config = env->config;
   cdn_state *state = g_new0 (cdn_state, 1);
-  size_t len;
 
+  if (config->cdn_port == GN_CONFIG_PORT_UNSET && !config->run[GN_SERVICE_GATEWAY]) {
+    g_set_error (error, GN_CONFIG_ERROR, GN_CONFIG_ERROR_INVALID_VALUE,
+                 "the cdn service runs without the gateway and without cdn.port, so nothing "
+                 "would serve media: set cdn.port (and cdn.public_url in the gateway's "
+                 "configuration) or run the gateway in this process");
+    goto fail;
+  }
   if (!gn_cdn_key_load (&state->key, config->cdn_secret_file, error))
     goto fail;
   state->storage = gn_storage_new_from_config (config, error);
@@ -217,36 +212,34 @@ cdn_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
       goto fail;
   }
 
-  gn_cdn_server_options options = {
-    .address = config->cdn_address,
-    .port = config->cdn_port,
-    /* Its handlers never wait (fs) or wait in their own thread (remote), so one epoll thread
-     * per core does the work; more only add context switches (tools/bench/cdn on 2 cores:
-     * about 0.55 of nginx's rate with 4 threads, 0.65 to 0.8 with 2). */
-    .threads = config->cdn_threads > 0 ? config->cdn_threads : (int)g_get_num_processors (),
-    .cors_origins = "*",
-    .key = &state->key,
-    .storage = state->storage,
-    .cache = state->cache,
-  };
-  state->server = gn_cdn_server_start (&options, error);
-  if (state->server == NULL)
-    goto fail;
-
-  if (config->cdn_port == 0 && strcmp (config->cdn_public_url, "http://localhost:0") == 0)
-    state->public_url = url_of_picked_port (config->cdn_address, state->server);
-  else
-    state->public_url = g_strdup (config->cdn_public_url);
-  len = strlen (state->public_url);
-  while (len > 0 && state->public_url[len - 1] == '/')
-    state->public_url[--len] = '\0';
+  state->media
+      = (gn_cdn_media){ .key = &state->key, .storage = state->storage, .cache = state->cache };
+  state->public_url = g_strdup (config->cdn_public_url);
   state->default_ttl_s = config->cdn_url_ttl_s;
   state->max_ttl_s = MAX (MAX_TTL_S, config->cdn_url_ttl_s);
   state->max_file_bytes = (int64_t)config->media_max_upload_bytes;
 
-  gn_info ("cdn listening on http://%s:%d (%s storage%s), media URLs under %s", config->cdn_address,
-           gn_cdn_server_port (state->server), state->storage->ops->name,
-           state->cache != NULL ? ", local copies in cdn.cache_dir" : "", state->public_url);
+  if (config->cdn_port != GN_CONFIG_PORT_UNSET) {
+    gn_cdn_server_options options = {
+      .address = config->cdn_address,
+      .port = config->cdn_port,
+      /* Its handlers never wait (fs) or wait in their own thread (remote), so one epoll thread
+       * per core does the work; more only add context switches (tools/bench/cdn on 2 cores:
+       * about 0.55 of nginx's rate with 4 threads, 0.65 to 0.8 with 2). */
+      .threads = config->cdn_threads > 0 ? config->cdn_threads : (int)g_get_num_processors (),
+      .cors_origins = "*",
+      .media = &state->media,
+    };
+    state->server = gn_cdn_server_start (&options, error);
+    if (state->server == NULL)
+      goto fail;
+    gn_info ("cdn listening on http://%s:%d", config->cdn_address,
+             gn_cdn_server_port (state->server));
+  }
+  gn_info ("cdn: %s storage%s, media served %s%s%s", state->storage->ops->name,
+           state->cache != NULL ? ", local copies in cdn.cache_dir" : "",
+           config->run[GN_SERVICE_GATEWAY] ? "on the gateway's port" : "on cdn.port",
+           state->public_url[0] != '\0' ? ", URLs under " : "", state->public_url);
   service->descriptor = &generia__cdn__v1__cdnservice__descriptor;
   service->methods = cdn_methods;
   service->log_name = "cdn";
@@ -256,6 +249,14 @@ cdn_init (const gn_service_env *env, gn_rpc_service *service, GError **error)
 fail:
   cdn_state_free (state);
   return FALSE;
+}
+
+static void
+cdn_add_http_routes (gn_rpc_service *service, gn_router *router)
+{
+  cdn_state *state = service->data;
+
+  gn_cdn_add_routes (router, &state->media);
 }
 
 static void
@@ -271,4 +272,5 @@ const gn_service_module gn_cdn_module = {
   .id = GN_SERVICE_CDN,
   .init = cdn_init,
   .fini = cdn_fini,
+  .add_http_routes = cdn_add_http_routes,
 };

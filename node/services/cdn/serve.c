@@ -1,4 +1,4 @@
-/* serve.c - the CDN's HTTP listener (see serve.h).
+/* serve.c - media by signed URLs over HTTP: the routes and the CDN's own listener (see serve.h).
  *
  * A request costs a route match, one HMAC, open(2) + fstat(2) of the file and a few header
  * strings in the request's arena; the body is never copied through user space.  No open-file
@@ -31,9 +31,6 @@
 struct gn_cdn_server {
   gn_router *router;
   gn_http_server *http;
-  const gn_cdn_key *key;
-  gn_storage *storage;
-  gn_cdn_cache *cache;
 };
 
 static const char *const day_names[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
@@ -274,14 +271,14 @@ if_range_allows (const char *if_range, const char *etag, time_t mtime)
 
 /* An open descriptor of the object's bytes, or -1 with the answer given. */
 static int
-open_object (gn_http_request *request, gn_cdn_server *server, const char *key)
+open_object (gn_http_request *request, const gn_cdn_media *media, const char *key)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *path = NULL;
   int fd;
 
-  if (server->cache != NULL) {
-    fd = gn_cdn_cache_open (server->cache, key, &error);
+  if (media->cache != NULL) {
+    fd = gn_cdn_cache_open (media->cache, key, &error);
     if (fd >= 0)
       return fd;
     if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND)) {
@@ -294,7 +291,7 @@ open_object (gn_http_request *request, gn_cdn_server *server, const char *key)
     return -1;
   }
 
-  path = gn_storage_local_path (server->storage, key);
+  path = gn_storage_local_path (media->storage, key);
   fd = path != NULL ? open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
   if (fd >= 0)
     return fd;
@@ -310,7 +307,7 @@ open_object (gn_http_request *request, gn_cdn_server *server, const char *key)
 static void
 handle_media (gn_http_request *request, void *data)
 {
-  gn_cdn_server *server = data;
+  const gn_cdn_media *media = data;
   gn_arena *arena = request->arena;
   const char *file = gn_http_param (request, "file");
   const char *key = gn_arena_printf (arena, "media/%s/%s", gn_http_param (request, "id"), file);
@@ -330,7 +327,7 @@ handle_media (gn_http_request *request, void *data)
     gn_http_respond_error (request, 404, "not_found", "No such media");
     return;
   }
-  switch (gn_cdn_verify (server->key, key, expires, gn_http_query (request, "signature"), now)) {
+  switch (gn_cdn_verify (media->key, key, expires, gn_http_query (request, "signature"), now)) {
     case GN_CDN_URL_VALID:
       break;
     case GN_CDN_URL_EXPIRED:
@@ -343,7 +340,7 @@ handle_media (gn_http_request *request, void *data)
       return;
   }
 
-  fd = open_object (request, server, key);
+  fd = open_object (request, media, key);
   if (fd < 0)
     return;
   if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode)) {
@@ -405,18 +402,21 @@ handle_media (gn_http_request *request, void *data)
   }
 }
 
-/* ---- the server ---- */
+/* ---- routes and the listener ---- */
+
+void
+gn_cdn_add_routes (gn_router *router, const gn_cdn_media *media)
+{
+  gn_router_add (router, "GET", "/media/{id}/{file}", handle_media, (void *)media, 0);
+}
 
 gn_cdn_server *
 gn_cdn_server_start (const gn_cdn_server_options *options, GError **error)
 {
   gn_cdn_server *server = g_new0 (gn_cdn_server, 1);
 
-  server->key = options->key;
-  server->storage = options->storage;
-  server->cache = options->cache;
   server->router = gn_router_new ();
-  gn_router_add (server->router, "GET", "/media/{id}/{file}", handle_media, server, 0);
+  gn_cdn_add_routes (server->router, options->media);
 
   gn_http_server_options http_options = {
     .name = "cdn",
@@ -425,7 +425,7 @@ gn_cdn_server_start (const gn_cdn_server_options *options, GError **error)
     .threads = options->threads,
     /* Serving local files never waits; a cache miss waits on the object store, which in a
      * shared epoll pool would stall every connection of the thread. */
-    .blocking_handlers = options->cache != NULL,
+    .blocking_handlers = options->media->cache != NULL,
     .cors_origins = options->cors_origins,
     .router = server->router,
     .observer = gn_metrics_observe_http,

@@ -20,8 +20,10 @@
  * Storage keys are "media/<media id>/<variant>-<sha256 of the bytes>.<ext>": immutable names,
  * so the CDN can tell browsers to cache them forever.
  *
- * Upload URLs are signed with the media key (HMAC-SHA256 over "upload\n<id>\n<expires>",
+ * Upload URLs are signed with the media key (HMAC-SHA256 over "upload\n<id>\n<expires>\n<size>",
  * checked in constant time), so the PUT needs no bearer token, as API v1's web client expects.
+ * CheckUploadURL lets the gateway refuse a bad URL, or a body larger than the signed size,
+ * before it reads the body; Upload checks the same again, since it alone owns the decision.
  *
  * Authorisation is decided here, by the owner of the data: only the uploader confirms,
  * attaches or deletes a media item; other people see confirmed media only. */
@@ -89,14 +91,18 @@ uuid_array (gn_arena *arena, char **ids, size_t n)
 
 /* --- upload URL signatures ------------------------------------------------------------ */
 
+/* The MAC covers the id, the expiry and the size the upload was declared with, so a URL
+ * admits no more bytes than its owner asked for, and the gateway can refuse a larger body
+ * before reading it. */
 static void
-upload_signature (const gn_token_key *key, const char *media_id, int64_t expires,
+upload_signature (const gn_token_key *key, const char *media_id, int64_t expires, int64_t size,
                   char out[crypto_auth_hmacsha256_BYTES * 2])
 {
   unsigned char mac[crypto_auth_hmacsha256_BYTES];
   char message[128];
   int len
-      = g_snprintf (message, sizeof message, "upload\n%s\n%" G_GINT64_FORMAT, media_id, expires);
+      = g_snprintf (message, sizeof message, "upload\n%s\n%" G_GINT64_FORMAT "\n%" G_GINT64_FORMAT,
+                    media_id, expires, size);
   crypto_auth_hmacsha256_state state;
   crypto_auth_hmacsha256_init (&state, key->secret, sizeof key->secret);
   crypto_auth_hmacsha256_update (&state, (const unsigned char *)message, (size_t)len);
@@ -105,15 +111,29 @@ upload_signature (const gn_token_key *key, const char *media_id, int64_t expires
                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
-static gboolean
-upload_signature_valid (const gn_token_key *key, const char *media_id, int64_t expires,
-                        const char *signature)
+/* Signature, then expiry, of an upload URL's parts.  Only UUIDs are ever signed, which also
+ * keeps the signed text within its buffer. */
+static grpc_status_code
+check_upload_url (gn_rpc_call *call, const char *media_id, int64_t expires, int64_t size,
+                  const char *signature)
 {
+  media_state *state = state_of (call);
   char expected[crypto_auth_hmacsha256_BYTES * 2];
-  upload_signature (key, media_id, expires, expected);
-  size_t len = strlen (expected);
-  /* strnlen: a signature from outside is read no further than one could be long. */
-  return strnlen (signature, len + 1) == len && sodium_memcmp (expected, signature, len) == 0;
+  gboolean valid = FALSE;
+
+  if (g_uuid_string_is_valid (media_id) && size > 0) {
+    upload_signature (&state->upload_key, media_id, expires, size, expected);
+    size_t len = strlen (expected);
+    /* strnlen: a signature from outside is read no further than one could be long. */
+    valid = strnlen (signature, len + 1) == len && sodium_memcmp (expected, signature, len) == 0;
+  }
+  if (!valid)
+    return gn_rpc_call_fail (call, GRPC_STATUS_PERMISSION_DENIED, "invalid_signature",
+                             "the upload URL's signature is not valid");
+  if (expires * G_USEC_PER_SEC <= g_get_real_time ())
+    return gn_rpc_call_fail (call, GRPC_STATUS_PERMISSION_DENIED, "upload_url_expired",
+                             "the upload URL has expired; ask for a new one");
+  return GRPC_STATUS_OK;
 }
 
 /* --- rows to messages ----------------------------------------------------------------- */
@@ -344,11 +364,48 @@ handle_create_upload_url (gn_rpc_call *call, const ProtobufCMessage *message,
   int64_t expires = g_ascii_strtoll (PQgetvalue (res, 0, 1), NULL, 10);
   PQclear (res);
   char signature[crypto_auth_hmacsha256_BYTES * 2];
-  upload_signature (&state->upload_key, out->media_id, expires, signature);
-  out->upload_path = gn_arena_printf (
-      arena, "/api/v1/media/%s/content?expires=%" G_GINT64_FORMAT "&signature=%s", out->media_id,
-      expires, signature);
+  upload_signature (&state->upload_key, out->media_id, expires, req->size, signature);
+  out->upload_path = gn_arena_printf (arena,
+                                      "/api/v1/media/%s/content?expires=%" G_GINT64_FORMAT
+                                      "&size=%" G_GINT64_FORMAT "&signature=%s",
+                                      out->media_id, expires, req->size, signature);
   out->expires_at_us = expires * G_USEC_PER_SEC;
+  *response = &out->base;
+  return GRPC_STATUS_OK;
+}
+
+/* The gateway asks this once the PUT's headers are in, so a forged, expired or used URL is
+ * refused before a byte of its body is read.  Costs one HMAC and one primary-key lookup. */
+static grpc_status_code
+handle_check_upload_url (gn_rpc_call *call, const ProtobufCMessage *message,
+                         ProtobufCMessage **response)
+{
+  const Generia__Media__V1__CheckUploadURLRequest *req = (const void *)message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code;
+  g_autoptr (GError) error = NULL;
+
+  code = check_upload_url (call, req->media_id, req->expires, req->size, req->signature);
+  if (code != GRPC_STATUS_OK)
+    return code;
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  const char *params[] = { req->media_id };
+  PGresult *res = gn_pg_exec (conn, &error,
+                              "SELECT 1 FROM media.media"
+                              " WHERE id = $1 AND state = 'pending' AND expires_at > now()",
+                              1, params);
+  if (res == NULL)
+    return gn_service_fail_internal (call, error);
+  int pending = PQntuples (res);
+  PQclear (res);
+  if (pending == 0)
+    return gn_rpc_call_fail (call, GRPC_STATUS_FAILED_PRECONDITION, "upload_not_pending",
+                             "this upload URL was already used");
+  Generia__Media__V1__CheckUploadURLResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__media__v1__check_upload_urlresponse__init (out);
+  out->size = MIN (req->size, (int64_t)state_of (call)->max_upload_bytes);
   *response = &out->base;
   return GRPC_STATUS_OK;
 }
@@ -633,21 +690,16 @@ claim_presigned (gn_rpc_call *call, PGconn *conn, const Generia__Media__V1__Uplo
   gn_arena *arena = gn_rpc_call_arena (call);
   g_autoptr (GError) error = NULL;
 
-  if (!g_uuid_string_is_valid (start->media_id))
-    return gn_rpc_call_fail (call, GRPC_STATUS_NOT_FOUND, "media_not_found", "no such upload");
-  if (!upload_signature_valid (&state->upload_key, start->media_id, start->expires,
-                               start->signature))
-    return gn_rpc_call_fail (call, GRPC_STATUS_PERMISSION_DENIED, "invalid_signature",
-                             "the upload URL's signature is not valid");
-  if (start->expires * G_USEC_PER_SEC <= g_get_real_time ())
-    return gn_rpc_call_fail (call, GRPC_STATUS_PERMISSION_DENIED, "upload_url_expired",
-                             "the upload URL has expired; ask for a new one");
+  grpc_status_code code
+      = check_upload_url (call, start->media_id, start->expires, start->size, start->signature);
+  if (code != GRPC_STATUS_OK)
+    return code;
 
   const char *params[] = { start->media_id };
   PGresult *res = gn_pg_exec (conn, &error,
                               "UPDATE media.media SET state = 'receiving'"
                               " WHERE id = $1 AND state = 'pending' AND expires_at > now()"
-                              " RETURNING user_id, declared_size",
+                              " RETURNING user_id",
                               1, params);
   if (res == NULL)
     return gn_service_fail_internal (call, error);
@@ -657,9 +709,9 @@ claim_presigned (gn_rpc_call *call, PGconn *conn, const Generia__Media__V1__Uplo
                              "this upload URL was already used");
   }
   *user_id = gn_arena_strdup (arena, PQgetvalue (res, 0, 0));
-  uint64_t declared = g_ascii_strtoull (PQgetvalue (res, 0, 1), NULL, 10);
   PQclear (res);
-  *limit = declared > 0 && declared < state->max_upload_bytes ? declared : state->max_upload_bytes;
+  /* The signed size, which is the declared one: the gateway already cut the body there. */
+  *limit = MIN ((uint64_t)start->size, (uint64_t)state->max_upload_bytes);
   return GRPC_STATUS_OK;
 }
 
@@ -1103,6 +1155,7 @@ sweep (void *data)
 
 static const gn_rpc_method media_methods[] = {
   { "CreateUploadURL", handle_create_upload_url, GN_RPC_BLOCKING, NULL },
+  { "CheckUploadURL", handle_check_upload_url, GN_RPC_BLOCKING, NULL },
   { "Upload", NULL, GN_RPC_BLOCKING, handle_upload },
   { "ConfirmUpload", handle_confirm_upload, GN_RPC_BLOCKING, NULL },
   { "GetMedia", handle_get_media, GN_RPC_BLOCKING, NULL },
