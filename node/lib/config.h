@@ -97,6 +97,9 @@ typedef struct {
   char *media_spool_dir;         /* temporary files, default <data-dir>/spool */
   char *media_secret_file;       /* signs upload URLs, default <data-dir>/secrets/media.key */
 
+  /* [post] */
+  int post_pending_grace_s; /* a post left pending this long is settled by healing (60) */
+
   /* [cdn]: the HTTP listener serving media by signed URLs */
   char *cdn_address;          /* default 127.0.0.1 */
   int cdn_port;               /* default 8090 (0 picks one) */
