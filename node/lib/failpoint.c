@@ -67,29 +67,33 @@ gn_failpoints_init (const char *spec, GError **error)
 {
   if (spec == NULL || spec[0] == '\0')
     return TRUE;
+  int first = n_failpoints;
   g_auto (GStrv) items = g_strsplit (spec, ",", -1);
   for (char **item = items; *item != NULL; item++) {
     char *equals = strchr (*item, '=');
     if (equals == NULL || equals == *item) {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "\"%s\" is not name=action",
                    *item);
-      return FALSE;
+      goto fail;
     }
     if (n_failpoints == MAX_FAILPOINTS) {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "more than %d fail points",
                    MAX_FAILPOINTS);
-      return FALSE;
+      goto fail;
     }
-    failpoint *point = &failpoints[n_failpoints];
+    failpoint *point = &failpoints[n_failpoints++];
     point->name = g_strndup (*item, (size_t)(equals - *item));
-    if (!parse_action (point, equals + 1, error)) {
-      g_clear_pointer (&point->name, g_free);
-      return FALSE;
-    }
-    n_failpoints++;
+    if (!parse_action (point, equals + 1, error))
+      goto fail;
   }
   gn_failpoints_enabled = n_failpoints > 0;
   return TRUE;
+
+fail:
+  /* All or nothing: a list that is partly wrong sets none of its points. */
+  while (n_failpoints > first)
+    g_clear_pointer (&failpoints[--n_failpoints].name, g_free);
+  return FALSE;
 }
 
 /* Takes one hit of a counted point; FALSE once it is used up. */

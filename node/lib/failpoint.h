@@ -33,4 +33,4 @@ gboolean gn_failpoints_init (const char *spec, GError **error);
 /* Runs the action of `name`, if one is set: TRUE for "error"; sleeps or exits otherwise. */
 bool gn_failpoint_hit (const char *name);
 
-#define GN_FAILPOINT(name) (G_UNLIKELY (gn_failpoints_enabled) && gn_failpoint_hit (name))
+#define GN_FAILPOINT(name) (__builtin_expect (gn_failpoints_enabled, 0) && gn_failpoint_hit (name))
