@@ -41,13 +41,15 @@ gn_service_db (gn_rpc_call *call, const char *database_url, grpc_status_code *co
 grpc_status_code
 gn_service_fail_internal (gn_rpc_call *call, const GError *error)
 {
+  if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_DEADLINE)) {
+    gn_warn ("%s", error->message);
+    return gn_rpc_call_fail (call, GRPC_STATUS_DEADLINE_EXCEEDED, "timeout",
+                             "the deadline passed before the work was done; nothing was saved");
+  }
   gn_error ("%s", error->message);
   if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_CONNECT))
     return gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "database_unavailable",
                              "the database is unavailable");
-  if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_DEADLINE))
-    return gn_rpc_call_fail (call, GRPC_STATUS_DEADLINE_EXCEEDED, "timeout",
-                             "the deadline passed before the work was done; nothing was saved");
   return gn_rpc_call_fail (call, GRPC_STATUS_INTERNAL, "internal", "internal error");
 }
 

@@ -21,18 +21,21 @@
  * "invalid_media" or "media_not_yours" (API v1 answers 400 for any media that is not the
  * caller's confirmed upload), with the media service's message.  If step 3 fails, or step 2
  * timed out (the media service refuses to commit once the deadline passed, so nothing can
- * still attach afterwards), the post is abandoned: DetachMedia releases whatever was attached
- * and the pending post is deleted, on a short timeout of their own, since the caller's deadline
- * may be what failed.  Whatever is left - a crash between the steps, an abandon that failed
- * too, the media service unreachable - is settled by the healing job (below).  The unique
- * index on post_media.media_id settles two posts racing for one media at step 1: the second
- * fails.
+ * still attach afterwards), the post is abandoned: claimed as state "abandoned", which nothing
+ * ever publishes, then DetachMedia releases whatever was attached and the post is deleted, on
+ * a short timeout of their own, since the caller's deadline may be what failed.  Whatever is left -
+ * a crash between the steps, an abandon that failed too, the media service unreachable - is settled
+ * by the healing job (below).  The unique index on post_media.media_id settles two posts racing for
+ * one media at step 1: the second fails.
  *
  * Healing.  A periodic job (the same thread as the outbox retries, every media.sweep_interval)
  * takes pending posts older than post.pending_grace and asks the media service, on behalf of
  * the author with a short-lived token it signs, which media are attached to each: all of the
  * post's -> publish it (the caller may have been told it failed: like any write whose answer
- * was lost, it happened); fewer -> DetachMedia, then delete the post.  The grace is what keeps
+ * was lost, it happened); fewer -> claim it as abandoned, DetachMedia, delete it.  Abandoned
+ * posts left by a failed undo are detached and deleted the same way.  The claim is what keeps
+ * the two writers apart: publishing and claiming both need the state "pending", so a post is
+ * either published or undone, never published with its media released.  The grace is what keeps
  * the job away from a CreatePost still in flight: that call's AttachMedia gets at most half of
  * the grace as its deadline, and after its deadline the media service no longer commits it.
  *
@@ -540,13 +543,30 @@ publish (PGconn *conn, const char *post_id, int64_t *created_at_us, GError **err
   return found;
 }
 
-/* Removes a pending post whose media are not (or no longer) attached.  A post published in
- * the meantime stays. */
-static gboolean
-delete_pending (PGconn *conn, const char *post_id, GError **error)
+/* Claims a pending post for undoing: state "abandoned", which nothing publishes, so neither
+ * CreatePost nor healing can publish a post whose media are being released.  Returns 1 if
+ * claimed now or before, 0 if it was published (or is gone), -1 on error. */
+static int
+claim_abandoned (PGconn *conn, const char *post_id, GError **error)
 {
   const char *params[] = { post_id };
-  return gn_pg_command (conn, error, "DELETE FROM post.posts WHERE id = $1 AND state = 'pending'",
+  PGresult *res = gn_pg_exec (conn, error,
+                              "UPDATE post.posts SET state = 'abandoned'"
+                              " WHERE id = $1 AND state IN ('pending', 'abandoned') RETURNING id",
+                              1, params);
+  if (res == NULL)
+    return -1;
+  int claimed = PQntuples (res);
+  PQclear (res);
+  return claimed;
+}
+
+/* Removes an abandoned post once its media are released. */
+static gboolean
+delete_abandoned (PGconn *conn, const char *post_id, GError **error)
+{
+  const char *params[] = { post_id };
+  return gn_pg_command (conn, error, "DELETE FROM post.posts WHERE id = $1 AND state = 'abandoned'",
                         1, params);
 }
 
@@ -570,13 +590,21 @@ detach_media (post_state *state, const char *post_id, const char *authorization,
   return ok;
 }
 
-/* Undoes CreatePost after step 2 (see the top comment): releases the media, if they may have
- * been attached, then deletes the pending post.  What fails here is left to healing. */
+/* Undoes CreatePost after step 2 (see the top comment): claims the post, releases the media
+ * if they may have been attached, then deletes the post.  A post that healing published in the
+ * meantime stays published.  What fails here is left to healing. */
 static void
 abandon_post (gn_rpc_call *call, PGconn *conn, const char *post_id, gboolean maybe_attached)
 {
   g_autoptr (GError) error = NULL;
   gn_rpc_status status;
+  int claimed = claim_abandoned (conn, post_id, &error);
+  if (claimed <= 0) {
+    if (claimed < 0)
+      gn_warn ("post %s not published; abandoning it failed (healing settles it): %s", post_id,
+               error->message);
+    return;
+  }
   if (maybe_attached
       && !detach_media (state_of (call), post_id, gn_rpc_call_authorization (call),
                         gn_rpc_call_request_id (call), &status)) {
@@ -584,7 +612,7 @@ abandon_post (gn_rpc_call *call, PGconn *conn, const char *post_id, gboolean may
              post_id, gn_rpc_status_name (status.code), status.message);
     return;
   }
-  if (!delete_pending (conn, post_id, &error))
+  if (!delete_abandoned (conn, post_id, &error))
     gn_warn ("post %s not published; deleting it failed (healing settles it): %s", post_id,
              error->message);
 }
@@ -671,11 +699,30 @@ handle_create_post (gn_rpc_call *call, const ProtobufCMessage *message, Protobuf
 
 /* --- healing of pending posts ---------------------------------------------------------- */
 
-/* Settles one pending post past the grace as its author (see Healing in the top comment):
- * 1 published, 0 removed, -1 not settled this time (the media service did not answer). */
+/* Releases the media of an abandoned post, then deletes it.  FALSE: tried again later. */
+static gboolean
+finish_abandoned (post_state *state, PGconn *conn, const char *post_id, const char *authorization,
+                  const char *request_id)
+{
+  g_autoptr (GError) error = NULL;
+  gn_rpc_status status;
+  if (!detach_media (state, post_id, authorization, request_id, &status)) {
+    gn_warn ("abandoned post %s: DetachMedia failed (%s: %s); tried again later", post_id,
+             gn_rpc_status_name (status.code), status.message);
+    return FALSE;
+  }
+  if (!delete_abandoned (conn, post_id, &error)) {
+    gn_warn ("abandoned post %s: deleting failed: %s", post_id, error->message);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Settles one pending or abandoned post past the grace as its author (see Healing in the top
+ * comment): 1 published, 0 removed, -1 not settled this time. */
 static int
-settle_pending (post_state *state, PGconn *conn, const char *post_id, const char *user_id,
-                const char *media_ids)
+settle_post (post_state *state, PGconn *conn, const char *post_id, const char *user_id,
+             const char *post_state_name, const char *media_ids)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *token = gn_token_sign (state->token_key, user_id, 60, g_get_real_time (), NULL);
@@ -683,61 +730,59 @@ settle_pending (post_state *state, PGconn *conn, const char *post_id, const char
   g_autofree char *request_id = g_uuid_string_random ();
   gn_arena *arena = gn_arena_new ();
   int settled = -1;
+  size_t wanted = 0, present = 0;
 
-  Generia__Media__V1__GetAttachedMediaRequest req
-      = GENERIA__MEDIA__V1__GET_ATTACHED_MEDIA_REQUEST__INIT;
-  req.post_id = (char *)post_id;
-  gn_rpc_call_options options = { .request_id = request_id, .authorization = authorization };
-  gn_rpc_status status;
-  ProtobufCMessage *response = NULL;
-  if (gn_rpc_unary (gn_rpc_client_get (state->media_address),
-                    &generia__media__v1__media_service__descriptor, "GetAttachedMedia", &req.base,
-                    &response, arena, &options, &status)
-      != GRPC_STATUS_OK) {
-    gn_warn ("pending post %s: GetAttachedMedia failed (%s: %s); tried again later", post_id,
-             gn_rpc_status_name (status.code), status.message);
-    goto out;
-  }
-  const Generia__Media__V1__GetAttachedMediaResponse *found = (const void *)response;
-  size_t wanted = 0;
-  char **ids = split_words (arena, media_ids, &wanted);
-  size_t present = 0;
-  for (size_t i = 0; i < wanted; i++)
-    for (size_t j = 0; j < found->n_media_ids; j++)
-      if (g_ascii_strcasecmp (ids[i], found->media_ids[j]) == 0) {
-        present++;
-        break;
-      }
-
-  if (wanted > 0 && present == wanted) {
-    int64_t created_at_us = 0;
-    if (publish (conn, post_id, &created_at_us, &error) < 0) {
-      gn_warn ("pending post %s: publishing failed: %s", post_id, error->message);
+  if (strcmp (post_state_name, "pending") == 0) {
+    Generia__Media__V1__GetAttachedMediaRequest req
+        = GENERIA__MEDIA__V1__GET_ATTACHED_MEDIA_REQUEST__INIT;
+    req.post_id = (char *)post_id;
+    gn_rpc_call_options options = { .request_id = request_id, .authorization = authorization };
+    gn_rpc_status status;
+    ProtobufCMessage *response = NULL;
+    if (gn_rpc_unary (gn_rpc_client_get (state->media_address),
+                      &generia__media__v1__media_service__descriptor, "GetAttachedMedia", &req.base,
+                      &response, arena, &options, &status)
+        != GRPC_STATUS_OK) {
+      gn_warn ("pending post %s: GetAttachedMedia failed (%s: %s); tried again later", post_id,
+               gn_rpc_status_name (status.code), status.message);
       goto out;
     }
-    gn_info ("healing: published post %s, whose media were all attached", post_id);
-    settled = 1;
-    goto out;
+    const Generia__Media__V1__GetAttachedMediaResponse *found = (const void *)response;
+    char **ids = split_words (arena, media_ids, &wanted);
+    for (size_t i = 0; i < wanted; i++)
+      for (size_t j = 0; j < found->n_media_ids; j++)
+        if (g_ascii_strcasecmp (ids[i], found->media_ids[j]) == 0) {
+          present++;
+          break;
+        }
+    if (wanted > 0 && present == wanted) {
+      int64_t created_at_us = 0;
+      if (publish (conn, post_id, &created_at_us, &error) < 0) {
+        gn_warn ("pending post %s: publishing failed: %s", post_id, error->message);
+        goto out;
+      }
+      gn_info ("healing: published post %s, whose media were all attached", post_id);
+      settled = 1;
+      goto out;
+    }
+    int claimed = claim_abandoned (conn, post_id, &error);
+    if (claimed <= 0) {
+      if (claimed < 0)
+        gn_warn ("pending post %s: abandoning failed: %s", post_id, error->message);
+      goto out; /* published by its CreatePost meanwhile: nothing to undo */
+    }
   }
-  if (found->n_media_ids > 0
-      && !detach_media (state, post_id, authorization, request_id, &status)) {
-    gn_warn ("pending post %s: DetachMedia failed (%s: %s); tried again later", post_id,
-             gn_rpc_status_name (status.code), status.message);
+  if (!finish_abandoned (state, conn, post_id, authorization, request_id))
     goto out;
-  }
-  if (!delete_pending (conn, post_id, &error)) {
-    gn_warn ("pending post %s: deleting failed: %s", post_id, error->message);
-    goto out;
-  }
-  gn_info ("healing: removed post %s, %zu of whose %zu media were attached", post_id, present,
-           wanted);
+  gn_info ("healing: removed unpublished post %s (%zu of its %zu media were attached)", post_id,
+           present, wanted);
   settled = 0;
 out:
   gn_arena_free (arena);
   return settled;
 }
 
-/* Settles the pending posts older than the grace, oldest first, 50 per round. */
+/* Settles the pending and abandoned posts older than the grace, oldest first, 50 per round. */
 static int
 heal_pending_posts (post_state *state, GError **error)
 {
@@ -749,10 +794,10 @@ heal_pending_posts (post_state *state, GError **error)
   const char *params[] = { grace };
   PGresult *res
       = gn_pg_exec (conn, error,
-                    "SELECT p.id, p.user_id,"
+                    "SELECT p.id, p.user_id, p.state,"
                     " (SELECT coalesce(string_agg(m.media_id::text, ' '), '')"
                     "  FROM post.post_media m WHERE m.post_id = p.id)"
-                    " FROM post.posts p WHERE p.state = 'pending'"
+                    " FROM post.posts p WHERE p.state <> 'published'"
                     " AND p.created_at < clock_timestamp() - make_interval(secs => $1::int)"
                     " ORDER BY p.created_at LIMIT 50",
                     1, params);
@@ -760,8 +805,8 @@ heal_pending_posts (post_state *state, GError **error)
     return -1;
   int settled = 0;
   for (int i = 0; i < PQntuples (res); i++)
-    if (settle_pending (state, conn, PQgetvalue (res, i, 0), PQgetvalue (res, i, 1),
-                        PQgetvalue (res, i, 2))
+    if (settle_post (state, conn, PQgetvalue (res, i, 0), PQgetvalue (res, i, 1),
+                     PQgetvalue (res, i, 2), PQgetvalue (res, i, 3))
         >= 0)
       settled++;
   PQclear (res);
@@ -780,9 +825,9 @@ retry (void *data)
   g_clear_error (&error);
   int settled = heal_pending_posts (data, &error);
   if (settled < 0)
-    gn_warn ("healing pending posts failed: %s", error->message);
+    gn_warn ("healing unpublished posts failed: %s", error->message);
   else if (settled > 0)
-    gn_info ("healing settled %d pending posts", settled);
+    gn_info ("healing settled %d unpublished posts", settled);
 }
 
 static grpc_status_code
