@@ -27,6 +27,7 @@
 
 #include "config.h"
 #include "embedded.h"
+#include "failpoint.h"
 #include "gateway.h"
 #include "log.h"
 #include "metrics.h"
@@ -541,6 +542,11 @@ main (int argc, char **argv)
     return 0;
   }
   if (strcmp (argv[1], "serve") == 0 || strcmp (argv[1], "migrate") == 0) {
+    g_autoptr (GError) failpoint_error = NULL;
+    if (!gn_failpoints_init (g_getenv ("GENERIA_FAILPOINTS"), &failpoint_error)) {
+      fprintf (stderr, "generia-node: GENERIA_FAILPOINTS: %s\n", failpoint_error->message);
+      return 2;
+    }
     char *command = argv[1];
     argv[1] = argv[0];
     return run (command, argc - 1, argv + 1);

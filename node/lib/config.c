@@ -163,6 +163,7 @@ static const option options[] = {
   { "media.upload_url_ttl", OPT_INT, FIELD (media_upload_url_ttl_s), 1, 7 * 24 * 3600 },
   { "media.sweep_interval", OPT_INT, FIELD (media_sweep_interval_s), 1, 24 * 3600 },
   { "media.spool_dir", OPT_NAME, FIELD (media_spool_dir), 0, 0 },
+  { "post.pending_grace", OPT_INT, FIELD (post_pending_grace_s), 2, 24 * 3600 },
   { "media.secret_file", OPT_NAME, FIELD (media_secret_file), 0, 0 },
   { "cdn.address", OPT_NAME, FIELD (cdn_address), 0, 0 },
   { "cdn.port", OPT_PORT_UNSET, FIELD (cdn_port), 0, 65535 },
@@ -325,6 +326,8 @@ gn_config_new_default (void)
   config->media_original_max_side = 4096;
   config->media_upload_url_ttl_s = 900;
   config->media_sweep_interval_s = 60;
+
+  config->post_pending_grace_s = 60;
 
   config->cdn_address = g_strdup (DEFAULT_GATEWAY_ADDRESS);
   config->cdn_port = GN_CONFIG_PORT_UNSET;

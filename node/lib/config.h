@@ -115,6 +115,9 @@ typedef struct {
   char *media_spool_dir;         /* temporary files, default <data-dir>/spool */
   char *media_secret_file;       /* signs upload URLs, default <data-dir>/secrets/media.key */
 
+  /* [post] */
+  int post_pending_grace_s; /* a post left pending this long is settled by healing (60) */
+
   /* [cdn]: media by signed URLs, served on the gateway's port, and on a listener of its own
    * when cdn.port is set */
   char *cdn_address;          /* of that listener, default 127.0.0.1 */

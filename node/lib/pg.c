@@ -162,6 +162,8 @@ check_result (PGconn *conn, PGresult *result, GError **error)
   g_strchomp (message);
   if (sqlstate != NULL && strcmp (sqlstate, "23505") == 0)
     g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_UNIQUE, "%s", constraint ? constraint : message);
+  else if (sqlstate != NULL && strcmp (sqlstate, "57014") == 0)
+    g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_DEADLINE, "PostgreSQL: %s", message);
   else if (PQstatus (conn) != CONNECTION_OK)
     g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_CONNECT, "PostgreSQL: %s", message);
   else
@@ -200,6 +202,44 @@ gn_pg_command (PGconn *conn, GError **error, const char *sql, int n_params,
   PGresult *res = gn_pg_exec (conn, error, sql, n_params, params);
   PQclear (res);
   return res != NULL;
+}
+
+gboolean
+gn_pg_begin (PGconn *conn, int64_t remaining_ms, GError **error)
+{
+  if (remaining_ms <= 0) {
+    g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_DEADLINE,
+                 "the caller's deadline passed before the transaction began");
+    return FALSE;
+  }
+  if (!gn_pg_command (conn, error, "BEGIN", 0, NULL))
+    return FALSE;
+  /* statement_timeout holds 32-bit milliseconds; 0 would mean no timeout at all. */
+  if (remaining_ms >= G_MAXINT32)
+    return TRUE;
+  char timeout[16];
+  g_snprintf (timeout, sizeof timeout, "%" G_GINT64_FORMAT, remaining_ms);
+  const char *params[] = { timeout };
+  if (!gn_pg_command (conn, error, "SELECT set_config('statement_timeout', $1, true)", 1, params)) {
+    PQclear (PQexec (conn, "ROLLBACK"));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+gn_pg_commit (PGconn *conn, int64_t remaining_ms, GError **error)
+{
+  if (remaining_ms <= 0) {
+    PQclear (PQexec (conn, "ROLLBACK"));
+    g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_DEADLINE,
+                 "the caller's deadline passed before the commit: rolled back");
+    return FALSE;
+  }
+  if (gn_pg_command (conn, error, "COMMIT", 0, NULL))
+    return TRUE;
+  PQclear (PQexec (conn, "ROLLBACK"));
+  return FALSE;
 }
 
 static gboolean

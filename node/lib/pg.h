@@ -9,7 +9,18 @@
  * gn_pg_migrate() takes a transaction-scoped advisory lock (so concurrent processes queue),
  * creates public.schema_migrations if needed, and applies each file whose version is not
  * recorded yet in its own transaction together with its record.  A failing file rolls back
- * alone and stops the run with the server's message. */
+ * alone and stops the run with the server's message.
+ *
+ * Deadlines.  Work whose caller gave up must neither run on nor commit.  gn_pg_begin() opens a
+ * transaction whose statements PostgreSQL itself cancels when the caller's remaining time is
+ * up (SET LOCAL statement_timeout, so it ends with the transaction and the connection goes back
+ * to the worker unchanged); gn_pg_commit() refuses to COMMIT, and rolls back instead, when
+ * that time has passed by then.  Both fail with GN_PG_ERROR_DEADLINE, as does any statement
+ * PostgreSQL cancelled (SQLSTATE 57014).  The timeout applies per statement from the time left
+ * at BEGIN, so a transaction of several slow statements can run past the deadline by what its
+ * earlier ones took; the check at commit still keeps it from committing.  What remains is the
+ * moment of the COMMIT itself: a deadline that passes while the server commits cannot be told
+ * from an answer lost on the way back. */
 #pragma once
 
 #include <stdbool.h>
@@ -24,7 +35,8 @@ typedef enum {
   GN_PG_ERROR_CONNECT, /* cannot connect, or the connection broke during the statement */
   GN_PG_ERROR_QUERY,
   GN_PG_ERROR_MIGRATION,
-  GN_PG_ERROR_UNIQUE, /* SQLSTATE 23505 */
+  GN_PG_ERROR_UNIQUE,   /* SQLSTATE 23505 */
+  GN_PG_ERROR_DEADLINE, /* the caller's time ran out: statement cancelled or commit refused */
 } gn_pg_error_code;
 
 /* NULL with error set if the server cannot be reached. */
@@ -40,6 +52,13 @@ PGresult *gn_pg_exec (PGconn *conn, GError **error, const char *sql, int n_param
 /* gn_pg_exec for statements whose result is not needed (BEGIN, UPDATE, ...). */
 gboolean gn_pg_command (PGconn *conn, GError **error, const char *sql, int n_params,
                         const char *const *params);
+
+/* BEGIN, with `remaining_ms` (the caller's time left; INT64_MAX = none) as the statement
+ * timeout of the transaction.  remaining_ms <= 0 fails at once without starting. */
+gboolean gn_pg_begin (PGconn *conn, int64_t remaining_ms, GError **error);
+/* COMMIT if remaining_ms > 0, else ROLLBACK and fail with GN_PG_ERROR_DEADLINE.  A failed
+ * COMMIT leaves no transaction open either. */
+gboolean gn_pg_commit (PGconn *conn, int64_t remaining_ms, GError **error);
 
 typedef struct {
   int version;      /* from the file name: 0001_users.sql -> 1 */

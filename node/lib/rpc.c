@@ -1455,12 +1455,21 @@ gn_rpc_unary_start (gn_rpc_client *client, const ProtobufCServiceDescriptor *ser
   static const gn_rpc_call_options no_options = { 0 };
   gn_rpc_pending *pending = g_new0 (gn_rpc_pending, 1);
 
-  g_return_val_if_fail (client != NULL && service != NULL && request != NULL, pending);
+  pending->details = grpc_empty_slice ();
+  /* Refused like an unknown method rather than half-built: finish must always get a call it
+   * can report on and free (it used to pluck a completion queue that was never made). */
+  if (client == NULL || service == NULL || method_name == NULL || request == NULL) {
+    status_set (&pending->refused, GRPC_STATUS_INVALID_ARGUMENT, "gn_rpc_unary_start: no %s given",
+                client == NULL    ? "client"
+                : service == NULL ? "service"
+                : request == NULL ? "request"
+                                  : "method");
+    return pending;
+  }
   if (options == NULL)
     options = &no_options;
   pending->client = client;
   pending->service = service;
-  pending->details = grpc_empty_slice ();
   pending->method = protobuf_c_service_descriptor_get_method_by_name (service, method_name);
   if (pending->method == NULL) {
     status_set (&pending->refused, GRPC_STATUS_UNIMPLEMENTED, "%s has no method %s", service->name,

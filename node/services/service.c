@@ -3,6 +3,7 @@
 #include "service.h"
 
 #include "common.pb-c.h"
+#include "failpoint.h"
 #include "log.h"
 #include "pg.h"
 
@@ -40,6 +41,11 @@ gn_service_db (gn_rpc_call *call, const char *database_url, grpc_status_code *co
 grpc_status_code
 gn_service_fail_internal (gn_rpc_call *call, const GError *error)
 {
+  if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_DEADLINE)) {
+    gn_warn ("%s", error->message);
+    return gn_rpc_call_fail (call, GRPC_STATUS_DEADLINE_EXCEEDED, "timeout",
+                             "the deadline passed before the work was done; nothing was saved");
+  }
   gn_error ("%s", error->message);
   if (g_error_matches (error, GN_PG_ERROR, GN_PG_ERROR_CONNECT))
     return gn_rpc_call_fail (call, GRPC_STATUS_UNAVAILABLE, "database_unavailable",
@@ -51,6 +57,26 @@ void
 gn_service_rollback (PGconn *conn)
 {
   PQclear (PQexec (conn, "ROLLBACK"));
+}
+
+gboolean
+gn_service_begin (gn_rpc_call *call, PGconn *conn, GError **error)
+{
+  return gn_pg_begin (conn, gn_rpc_call_remaining_ms (call), error);
+}
+
+gboolean
+gn_service_commit (gn_rpc_call *call, PGconn *conn, GError **error)
+{
+  if (G_UNLIKELY (gn_failpoints_enabled)) {
+    g_autofree char *name = g_strconcat ("commit.", gn_rpc_call_method (call), NULL);
+    if (gn_failpoint_hit (name)) {
+      gn_service_rollback (conn);
+      g_set_error (error, GN_PG_ERROR, GN_PG_ERROR_QUERY, "fail point %s", name);
+      return FALSE;
+    }
+  }
+  return gn_pg_commit (conn, gn_rpc_call_remaining_ms (call), error);
 }
 
 grpc_status_code

@@ -46,11 +46,19 @@ gboolean gn_service_migrate (const gn_service_env *env, const char *service, GEr
 /* The calling worker's connection; NULL after failing the call UNAVAILABLE
  * "database_unavailable". */
 PGconn *gn_service_db (gn_rpc_call *call, const char *database_url, grpc_status_code *code);
-/* Logs `error` and fails the call: UNAVAILABLE when the database connection is gone, otherwise
- * INTERNAL with a generic message (the details stay in the log, never in an answer). */
+/* Logs `error` and fails the call: UNAVAILABLE when the database connection is gone,
+ * DEADLINE_EXCEEDED "timeout" when the call's deadline ended the work, otherwise INTERNAL with
+ * a generic message (the details stay in the log, never in an answer). */
 grpc_status_code gn_service_fail_internal (gn_rpc_call *call, const GError *error);
 /* ROLLBACK, whatever state the connection is in. */
 void gn_service_rollback (PGconn *conn);
+/* Every handler that writes runs its statements between these two (pg.h: Deadlines): BEGIN
+ * with the call's remaining deadline as the statement timeout, and a COMMIT that rolls back
+ * instead once the deadline has passed.  Their errors go to gn_service_fail_internal, which
+ * answers DEADLINE_EXCEEDED for them.  The fail point "commit.<Method>" (e.g.
+ * "commit.Register=sleep(1500)") runs just before the deadline check of the commit. */
+gboolean gn_service_begin (gn_rpc_call *call, PGconn *conn, GError **error);
+gboolean gn_service_commit (gn_rpc_call *call, PGconn *conn, GError **error);
 /* The HealthCheck answer: SERVING when the database answers and `check` (NULL, or a probe of
  * another dependency such as storage) passes, else NOT_SERVING with the reason. */
 grpc_status_code gn_service_health (gn_rpc_call *call, const char *service,

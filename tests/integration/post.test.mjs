@@ -226,17 +226,19 @@ describe('CreatePost refusals touch nothing', () => {
     assert.equal(rowCounts(), before, 'rows after refused CreatePost calls');
   });
 
-  test('well-formed ids of media that do not exist: refused by the media service', async () => {
+  test('well-formed ids of media that do not exist: refused by the media service (API v1: 400)', async () => {
     const before = rowCounts();
     await assertRpcError(call(posts, 'CreatePost', { caption: 'ghost #media', media_ids: [id(), id()] }, { token: alice.token }),
-      grpc.status.PERMISSION_DENIED, 'media_not_yours', 'unknown media');
+      grpc.status.INVALID_ARGUMENT, 'media_not_yours', 'unknown media');
+    const res = await stack.api.post('/api/v1/posts', { json: { caption: 'ghost', media_id: id() }, headers: { Authorization: `Bearer ${alice.token}` } });
+    assertStatus(res, 400, 'POST /api/v1/posts with unknown media');
     assert.equal(rowCounts(), before, 'rows after a refused attach');
   });
 
   test('a caption of exactly 2,200 characters is accepted as far as the media check', async () => {
     const before = rowCounts();
     const err = await assertRpcError(call(posts, 'CreatePost', { caption: 'ж'.repeat(2200), media_ids: [id()] }, { token: alice.token }),
-      grpc.status.PERMISSION_DENIED, 'media_not_yours', '2,200 characters');
+      grpc.status.INVALID_ARGUMENT, 'media_not_yours', '2,200 characters');
     assert.ok(!/caption/.test(err.details), err.details);
     assert.equal(rowCounts(), before);
   });
@@ -275,7 +277,7 @@ describe('posts with real media', () => {
     await assertRpcError(call(posts, 'CreatePost', { caption: 'again', media_ids: [post.media_ids[0]] }, { token: alice.token }),
       grpc.status.INVALID_ARGUMENT, 'invalid_media', 'media of another post');
     await assertRpcError(call(posts, 'CreatePost', { caption: 'stolen', media_ids: [uploads[2].id] }, { token: bob.token }),
-      grpc.status.PERMISSION_DENIED, 'media_not_yours', 'someone else\'s media');
+      grpc.status.INVALID_ARGUMENT, 'media_not_yours', 'someone else\'s media');
     const pending = await call(media, 'CreateUploadURL', { filename: 'later.jpg', content_type: 'image/jpeg', size: 1000 }, { token: alice.token });
     await assertRpcError(call(posts, 'CreatePost', { caption: 'too soon', media_ids: [uploads[2].id, pending.media_id] }, { token: alice.token }),
       grpc.status.INVALID_ARGUMENT, 'invalid_media', 'unconfirmed upload');
@@ -469,7 +471,17 @@ describe('paging', () => {
     await assertRpcError(call(posts, 'GetGlobalFeed', { page: { cursor: good, offset: 3 } }), grpc.status.INVALID_ARGUMENT, 'invalid_page', 'cursor and offset');
     await assertRpcError(call(posts, 'GetGlobalFeed', { page: { limit: -1 } }), grpc.status.INVALID_ARGUMENT, 'invalid_page', 'negative limit');
     await assertRpcError(call(posts, 'GetGlobalFeed', { page: { offset: -5 } }), grpc.status.INVALID_ARGUMENT, 'invalid_page', 'negative offset');
-    await assertRpcError(call(posts, 'GetGlobalFeed', { page: { offset: 100001 } }), grpc.status.INVALID_ARGUMENT, 'invalid_page', 'huge offset');
+    // Past the deepest offset paged by counting rows: an empty last page, as API v1 expects.
+    for (const offset of [100001, 2147483647]) {
+      const deep = await call(posts, 'GetGlobalFeed', { page: { offset } });
+      assert.deepEqual([deep.posts, deep.has_more, deep.next_cursor], [[], false, ''], `offset ${offset}`);
+      const user = await call(posts, 'GetUserPosts', { user_id: alice.id, page: { offset } });
+      assert.deepEqual([user.posts, user.has_more], [[], false], `user offset ${offset}`);
+      assert.ok(Number(user.total) > 0, 'the total still counts the user\'s posts');
+    }
+    const res = await stack.api.get('/api/v1/feed?offset=100001');
+    assertStatus(res, 200, 'GET /api/v1/feed?offset=100001');
+    assert.deepEqual(res.json().posts, []);
   });
 
   test('paging while 250 posts are inserted concurrently: no duplicates, nothing that existed is missed', async () => {
@@ -519,11 +531,16 @@ describe('the media service unreachable', () => {
 
   after(() => removeDir(nowhere));
 
-  test('CreatePost is UNAVAILABLE and stores nothing', async () => {
-    const before = rowCounts();
+  // Whether the media were attached cannot be known while media is down: the post stays
+  // pending, never shown, until healing can ask (the next test).
+  test('CreatePost is UNAVAILABLE and publishes nothing', async () => {
+    const published = sql("SELECT count(*) FROM post.posts WHERE state = 'published'");
     await assertRpcError(call(posts, 'CreatePost', { caption: 'later', media_ids: [crypto.randomUUID()] }, { token: alice.token }),
       grpc.status.UNAVAILABLE, 'media_unavailable', 'media down');
-    assert.equal(rowCounts(), before);
+    assert.equal(sql("SELECT count(*) FROM post.posts WHERE state = 'published'"), published);
+    assert.equal(sql("SELECT count(*) FROM post.posts WHERE state = 'pending' AND caption = 'later'"), '1');
+    const feed = await call(posts, 'GetGlobalFeed', { page: { limit: 100 } });
+    assert.ok(!feed.posts.some((p) => p.caption === 'later'), 'a pending post in the feed');
   });
 
   test('DeletePost still deletes the post and logs the media it could not delete', async () => {
@@ -553,9 +570,14 @@ describe('the media service unreachable', () => {
       dataDir: stack.dataDir,
       databaseUrl: stack.pg.url,
       redisUrl: stack.redis.url,
-      args: ['--set', 'media.sweep_interval=1'],
+      args: ['--set', 'media.sweep_interval=1', '--set', 'post.pending_grace=2'],
     });
     const deadline = Date.now() + 20000;
+    // The pending post of the failed CreatePost: nothing was attached, so healing removes it.
+    while (sql("SELECT count(*) FROM post.posts WHERE state <> 'published'") !== '0') {
+      assert.ok(Date.now() < deadline, `the pending post was not settled:\n${stack.node.output().slice(-2000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
     while (sql('SELECT count(*) FROM post.media_deletions') !== '0') {
       assert.ok(Date.now() < deadline, `the outbox was not emptied:\n${stack.node.output().slice(-2000)}`);
       await new Promise((resolve) => setTimeout(resolve, 200));

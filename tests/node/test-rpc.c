@@ -650,6 +650,46 @@ test_unary_start_finish (void)
   fixture_stop (&f);
 }
 
+/* Missing arguments give a pending call that finishes with a clean error (it used to be half
+ * built, and finish crashed on its missing completion queue). */
+static void
+test_unary_start_bad_arguments (void)
+{
+  fixture f = { 0 };
+  gn_arena *arena = gn_arena_new ();
+  gn_rpc_status status;
+  ProtobufCMessage *response = NULL;
+  LoginRequest login = GENERIA__AUTH__V1__LOGIN_REQUEST__INIT;
+  const ProtobufCServiceDescriptor *auth = &generia__auth__v1__auth_service__descriptor;
+
+  fixture_start (&f, NULL, false);
+  gn_rpc_client *client = gn_rpc_client_get (f.target);
+  gn_rpc_pending *calls[] = {
+    gn_rpc_unary_start (NULL, auth, "Login", &login.base, NULL),
+    gn_rpc_unary_start (client, NULL, "Login", &login.base, NULL),
+    gn_rpc_unary_start (client, auth, NULL, &login.base, NULL),
+    gn_rpc_unary_start (client, auth, "Login", NULL, NULL),
+  };
+  const char *missing[] = { "client", "service", "method", "request" };
+  for (size_t i = 0; i < G_N_ELEMENTS (calls); i++) {
+    g_assert_nonnull (calls[i]);
+    response = (ProtobufCMessage *)&login;
+    g_assert_cmpint (gn_rpc_unary_finish (calls[i], &response, arena, &status), ==,
+                     GRPC_STATUS_INVALID_ARGUMENT);
+    g_assert_null (response);
+    g_assert_nonnull (strstr (status.message, missing[i]));
+  }
+  /* The client still works afterwards. */
+  login.email_or_username = "after";
+  login.password = "0";
+  g_assert_cmpint (
+      gn_rpc_unary (client, auth, "Login", &login.base, &response, arena, NULL, &status), ==,
+      GRPC_STATUS_OK);
+
+  gn_arena_free (arena);
+  fixture_stop (&f);
+}
+
 static void
 test_metadata (void)
 {
@@ -1752,6 +1792,7 @@ main (int argc, char **argv)
   g_test_add_func ("/rpc/round-trip/unix", test_round_trip_unix);
   g_test_add_func ("/rpc/round-trip/tcp", test_round_trip_tcp);
   g_test_add_func ("/rpc/unary-start-finish", test_unary_start_finish);
+  g_test_add_func ("/rpc/unary-start-bad-arguments", test_unary_start_bad_arguments);
   g_test_add_func ("/rpc/metadata", test_metadata);
   g_test_add_func ("/rpc/authenticator", test_authenticator);
   g_test_add_func ("/rpc/errors", test_errors);

@@ -378,10 +378,8 @@ handle_register (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMe
   Generia__Auth__V1__Session *session = session_new (arena);
   const char *params[] = { username, email, hash };
   PGresult *res = NULL;
-  PGresult *begin = gn_pg_exec (conn, &error, "BEGIN", 0, NULL);
-  if (begin == NULL)
+  if (!gn_service_begin (call, conn, &error))
     return gn_service_fail_internal (call, error);
-  PQclear (begin);
   res = gn_pg_exec (conn, &error,
                     "INSERT INTO auth.users (username, email, password_hash)"
                     " VALUES ($1, $2, $3) RETURNING " USER_COLUMNS,
@@ -393,10 +391,8 @@ handle_register (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMe
   if (!issue_session (call, conn, session->user->id, NULL, client_name (call, req->client_name),
                       req->client_refreshes, session, &error))
     goto fail;
-  res = gn_pg_exec (conn, &error, "COMMIT", 0, NULL);
-  if (res == NULL)
+  if (!gn_service_commit (call, conn, &error))
     goto fail;
-  PQclear (res);
   gn_info ("registered user %s (%s)", session->user->username, session->user->id);
   *response = &session->base;
   return GRPC_STATUS_OK;
@@ -485,9 +481,14 @@ handle_login (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMessa
     PQclear (updated);
   }
 
-  if (!issue_session (call, conn, session->user->id, NULL, client_name (call, req->client_name),
-                      req->client_refreshes, session, &error))
+  if (!gn_service_begin (call, conn, &error))
     return gn_service_fail_internal (call, error);
+  if (!issue_session (call, conn, session->user->id, NULL, client_name (call, req->client_name),
+                      req->client_refreshes, session, &error)
+      || !gn_service_commit (call, conn, &error)) {
+    gn_service_rollback (conn);
+    return gn_service_fail_internal (call, error);
+  }
   *response = &session->base;
   return GRPC_STATUS_OK;
 }
@@ -652,10 +653,9 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
   char hash[65];
   gn_refresh_token_hash (req->refresh_token, hash);
   const char *hash_params[] = { hash };
-  PGresult *res = gn_pg_exec (conn, &error, "BEGIN", 0, NULL);
-  if (res == NULL)
+  PGresult *res = NULL;
+  if (!gn_service_begin (call, conn, &error))
     return gn_service_fail_internal (call, error);
-  PQclear (res);
 
   res = gn_pg_exec (conn, &error,
                     "SELECT t.family_id, f.user_id, t.used_at IS NOT NULL,"
@@ -695,10 +695,8 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
     if (res == NULL)
       goto fail;
     PQclear (res);
-    res = gn_pg_exec (conn, &error, "COMMIT", 0, NULL);
-    if (res == NULL)
+    if (!gn_service_commit (call, conn, &error))
       goto fail;
-    PQclear (res);
     gn_warn ("refresh token reused for user %s: session family %s revoked", user_id, family_id);
     return gn_rpc_call_fail (call, GRPC_STATUS_UNAUTHENTICATED, "refresh_token_reused",
                              "this refresh token was already used; the session has been ended"
@@ -727,10 +725,8 @@ handle_refresh_token (gn_rpc_call *call, const ProtobufCMessage *message,
   if (PQntuples (res) == 1)
     session->user = user_from_row (arena, res, 0);
   PQclear (res);
-  res = gn_pg_exec (conn, &error, "COMMIT", 0, NULL);
-  if (res == NULL)
+  if (!gn_service_commit (call, conn, &error))
     goto fail;
-  PQclear (res);
   *response = &session->base;
   return GRPC_STATUS_OK;
 
@@ -759,6 +755,8 @@ handle_logout (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMess
   char hash[65];
   gn_refresh_token_hash (req->refresh_token, hash);
   const char *params[] = { hash };
+  if (!gn_service_begin (call, conn, &error))
+    return gn_service_fail_internal (call, error);
   PGresult *res = gn_pg_exec (conn, &error,
                               "UPDATE auth.token_families"
                               " SET revoked_at = now(), revoked_reason = 'logout',"
@@ -767,10 +765,14 @@ handle_logout (gn_rpc_call *call, const ProtobufCMessage *message, ProtobufCMess
                               "             WHERE token_hash = $1)"
                               " AND revoked_at IS NULL",
                               1, params);
-  if (res == NULL)
+  if (res == NULL) {
+    gn_service_rollback (conn);
     return gn_service_fail_internal (call, error);
+  }
   out->revoked = atoi (PQcmdTuples (res)) > 0;
   PQclear (res);
+  if (!gn_service_commit (call, conn, &error))
+    return gn_service_fail_internal (call, error);
   return GRPC_STATUS_OK;
 }
 

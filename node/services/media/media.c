@@ -349,6 +349,8 @@ handle_create_upload_url (gn_rpc_call *call, const ProtobufCMessage *message,
   g_snprintf (ttl, sizeof ttl, "%d", state->upload_url_ttl_s);
   const char *params[] = { gn_rpc_call_user_id (call), clean_filename (arena, req->filename),
                            req->content_type, size, ttl };
+  if (!gn_service_begin (call, conn, &error))
+    return gn_service_fail_internal (call, error);
   PGresult *res = gn_pg_exec (conn, &error,
                               "INSERT INTO media.media (user_id, state, filename, content_type,"
                               " declared_size, expires_at)"
@@ -356,13 +358,17 @@ handle_create_upload_url (gn_rpc_call *call, const ProtobufCMessage *message,
                               "  date_trunc('second', now()) + make_interval(secs => $5::int))"
                               " RETURNING id, extract(epoch FROM expires_at)::int8",
                               5, params);
-  if (res == NULL)
+  if (res == NULL) {
+    gn_service_rollback (conn);
     return gn_service_fail_internal (call, error);
+  }
   Generia__Media__V1__CreateUploadURLResponse *out = gn_arena_alloc (arena, sizeof *out);
   generia__media__v1__create_upload_urlresponse__init (out);
   out->media_id = gn_arena_strdup (arena, PQgetvalue (res, 0, 0));
   int64_t expires = g_ascii_strtoll (PQgetvalue (res, 0, 1), NULL, 10);
   PQclear (res);
+  if (!gn_service_commit (call, conn, &error))
+    return gn_service_fail_internal (call, error);
   char signature[crypto_auth_hmacsha256_BYTES * 2];
   upload_signature (&state->upload_key, out->media_id, expires, req->size, signature);
   out->upload_path = gn_arena_printf (arena,
@@ -578,7 +584,7 @@ record_variants (gn_rpc_call *call, PGconn *conn, const char *media_id, const ch
   g_snprintf (duration, sizeof duration, "%" G_GINT64_FORMAT, r->duration_ms);
   g_snprintf (grace, sizeof grace, "%d", IN_FLIGHT_GRACE_S);
 
-  if (!gn_pg_command (conn, error, "BEGIN", 0, NULL))
+  if (!gn_service_begin (call, conn, error))
     return FALSE;
   PGresult *res;
   if (presigned) {
@@ -621,7 +627,7 @@ record_variants (gn_rpc_call *call, PGconn *conn, const char *media_id, const ch
       goto fail;
     PQclear (res);
   }
-  if (!gn_pg_command (conn, error, "COMMIT", 0, NULL))
+  if (!gn_service_commit (call, conn, error))
     goto fail;
   return TRUE;
 
@@ -845,6 +851,8 @@ handle_confirm_upload (gn_rpc_call *call, const ProtobufCMessage *message,
   if (conn == NULL)
     return code;
   const char *params[] = { req->media_id, gn_rpc_call_user_id (call) };
+  if (!gn_service_begin (call, conn, &error))
+    return gn_service_fail_internal (call, error);
   PGresult *res = gn_pg_exec (conn, &error,
                               "UPDATE media.media SET state = 'confirmed',"
                               " confirmed_at = coalesce(confirmed_at, now()), expires_at = NULL"
@@ -852,10 +860,14 @@ handle_confirm_upload (gn_rpc_call *call, const ProtobufCMessage *message,
                               " AND state IN ('uploaded', 'confirmed')"
                               " RETURNING id",
                               2, params);
-  if (res == NULL)
+  if (res == NULL) {
+    gn_service_rollback (conn);
     return gn_service_fail_internal (call, error);
+  }
   int confirmed = PQntuples (res);
   PQclear (res);
+  if (!gn_service_commit (call, conn, &error))
+    return gn_service_fail_internal (call, error);
   if (confirmed == 0) {
     res = gn_pg_exec (conn, &error, "SELECT state FROM media.media WHERE id = $1 AND user_id = $2",
                       2, params);
@@ -970,7 +982,7 @@ handle_attach_media (gn_rpc_call *call, const ProtobufCMessage *message,
     return code;
 
   const char *params[] = { array, gn_rpc_call_user_id (call), req->post_id };
-  if (!gn_pg_command (conn, &error, "BEGIN", 0, NULL))
+  if (!gn_service_begin (call, conn, &error))
     return gn_service_fail_internal (call, error);
   /* Lock the rows, then judge every one: all or nothing. */
   PGresult *res = gn_pg_exec (conn, &error,
@@ -1014,7 +1026,7 @@ handle_attach_media (gn_rpc_call *call, const ProtobufCMessage *message,
     goto fail;
   int attached = atoi (PQcmdTuples (res));
   PQclear (res);
-  if (!gn_pg_command (conn, &error, "COMMIT", 0, NULL))
+  if (!gn_service_commit (call, conn, &error))
     goto fail;
   Generia__Media__V1__AttachMediaResponse *out = gn_arena_alloc (arena, sizeof *out);
   generia__media__v1__attach_media_response__init (out);
@@ -1025,6 +1037,86 @@ handle_attach_media (gn_rpc_call *call, const ProtobufCMessage *message,
 fail:
   gn_service_rollback (conn);
   return gn_service_fail_internal (call, error);
+}
+
+/* --- DetachMedia, GetAttachedMedia -------------------------------------------------------
+ *
+ * The post service's way to undo or check an attach whose post was never published (post.c:
+ * Creating a post).  Like AttachMedia they act for the caller only: the media's uploader, whose
+ * token the post service forwards or, from its healing job, signs. */
+
+static grpc_status_code
+handle_detach_media (gn_rpc_call *call, const ProtobufCMessage *message,
+                     ProtobufCMessage **response)
+{
+  const Generia__Media__V1__DetachMediaRequest *req = (const void *)message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  GN_RPC_REQUIRE_USER (call);
+  if (!g_uuid_string_is_valid (req->post_id))
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_request",
+                             "post_id is not a valid id");
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  const char *params[] = { req->post_id, gn_rpc_call_user_id (call) };
+  if (!gn_service_begin (call, conn, &error))
+    return gn_service_fail_internal (call, error);
+  PGresult *res = gn_pg_exec (conn, &error,
+                              "UPDATE media.media SET post_id = NULL"
+                              " WHERE post_id = $1 AND user_id = $2",
+                              2, params);
+  if (res == NULL) {
+    gn_service_rollback (conn);
+    return gn_service_fail_internal (call, error);
+  }
+  Generia__Media__V1__DetachMediaResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__media__v1__detach_media_response__init (out);
+  out->detached = atoi (PQcmdTuples (res));
+  PQclear (res);
+  if (!gn_service_commit (call, conn, &error))
+    return gn_service_fail_internal (call, error);
+  if (out->detached > 0)
+    gn_info ("detached %d media from unpublished post %s", out->detached, req->post_id);
+  *response = &out->base;
+  return GRPC_STATUS_OK;
+}
+
+static grpc_status_code
+handle_get_attached_media (gn_rpc_call *call, const ProtobufCMessage *message,
+                           ProtobufCMessage **response)
+{
+  const Generia__Media__V1__GetAttachedMediaRequest *req = (const void *)message;
+  gn_arena *arena = gn_rpc_call_arena (call);
+  grpc_status_code code = GRPC_STATUS_OK;
+  g_autoptr (GError) error = NULL;
+
+  GN_RPC_REQUIRE_USER (call);
+  if (!g_uuid_string_is_valid (req->post_id))
+    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_request",
+                             "post_id is not a valid id");
+  PGconn *conn = conn_or_fail (call, &code);
+  if (conn == NULL)
+    return code;
+  const char *params[] = { req->post_id, gn_rpc_call_user_id (call) };
+  PGresult *res = gn_pg_exec (conn, &error,
+                              "SELECT id FROM media.media WHERE post_id = $1 AND user_id = $2"
+                              " AND state = 'confirmed'",
+                              2, params);
+  if (res == NULL)
+    return gn_service_fail_internal (call, error);
+  Generia__Media__V1__GetAttachedMediaResponse *out = gn_arena_alloc (arena, sizeof *out);
+  generia__media__v1__get_attached_media_response__init (out);
+  int rows = PQntuples (res);
+  out->media_ids = gn_arena_alloc (arena, sizeof *out->media_ids * (size_t)MAX (rows, 1));
+  for (int i = 0; i < rows; i++)
+    out->media_ids[i] = gn_arena_strdup (arena, PQgetvalue (res, i, 0));
+  out->n_media_ids = (size_t)rows;
+  PQclear (res);
+  *response = &out->base;
+  return GRPC_STATUS_OK;
 }
 
 /* --- DeleteMedia ------------------------------------------------------------------------ */
@@ -1161,6 +1253,8 @@ static const gn_rpc_method media_methods[] = {
   { "GetMedia", handle_get_media, GN_RPC_BLOCKING, NULL },
   { "GetMediaByIds", handle_get_media_by_ids, GN_RPC_BLOCKING, NULL },
   { "AttachMedia", handle_attach_media, GN_RPC_BLOCKING, NULL },
+  { "DetachMedia", handle_detach_media, GN_RPC_BLOCKING, NULL },
+  { "GetAttachedMedia", handle_get_attached_media, GN_RPC_BLOCKING, NULL },
   { "DeleteMedia", handle_delete_media, GN_RPC_BLOCKING, NULL },
   { "HealthCheck", handle_health_check, GN_RPC_BLOCKING, NULL },
   { NULL, NULL, 0, NULL },
