@@ -250,12 +250,13 @@ page_through (PGconn *conn, int limit, void (*between) (PGconn *conn, int page))
       char after_time[GN_CURSOR_TIMESTAMP_CHARS];
       gn_cursor_timestamp (&after, after_time);
       const char *params[] = { after_time, after.id, fetch };
-      res = exec_or_die (conn,
-                         "SELECT p.id, (extract(epoch FROM p.created_at) * 1000000)::int8"
-                         " FROM post.posts p"
-                         " WHERE (p.created_at, p.id) < ($1::timestamptz, $2::uuid)"
-                         " ORDER BY p.created_at DESC, p.id DESC LIMIT $3",
-                         3, params);
+      res = exec_or_die (
+          conn,
+          "SELECT p.id, (extract(epoch FROM p.created_at) * 1000000)::int8"
+          " FROM post.posts p"
+          " WHERE p.state = 'published' AND (p.created_at, p.id) < ($1::timestamptz, $2::uuid)"
+          " ORDER BY p.created_at DESC, p.id DESC LIMIT $3",
+          3, params);
     }
     int rows = PQntuples (res);
     int n = MIN (rows, limit);
@@ -361,13 +362,15 @@ test_keyset_order (void)
   PQclear (exec_or_die (conn, "SET enable_seqscan = off", 0, NULL));
   assert_index_range (conn,
                       "EXPLAIN SELECT id FROM post.posts p"
-                      " WHERE (p.created_at, p.id) < ('2026-11-26 14:00:00+00',"
+                      " WHERE p.state = 'published' AND (p.created_at, p.id)"
+                      "   < ('2026-11-26 14:00:00+00',"
                       "   '7c9e6679-7425-40de-944b-e07fc1f90ae7')"
                       " ORDER BY p.created_at DESC, p.id DESC LIMIT 5",
                       "posts_feed_idx");
   assert_index_range (conn,
                       "EXPLAIN SELECT id FROM post.posts p"
                       " WHERE p.user_id = '0f8fad5b-d9cb-469f-a165-70867728950e'"
+                      " AND p.state = 'published'"
                       " AND (p.created_at, p.id) < ('9999-01-01 00:00:00+00',"
                       "   '7c9e6679-7425-40de-944b-e07fc1f90ae7')"
                       " ORDER BY p.created_at DESC, p.id DESC LIMIT 5",
