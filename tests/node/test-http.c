@@ -1,8 +1,12 @@
 /* test-http.c - the HTTP layer on a real libmicrohttpd server (127.0.0.1, port 0), driven by a
  * real HTTP client (libsoup's synchronous API). */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -13,6 +17,16 @@
 #define MAX_BODY 1024
 #define SPOOL_THRESHOLD (64 * 1024)
 #define UPLOAD_MAX (4 * 1024 * 1024)
+
+/* How a fixture's server runs its handlers: inline on the event threads, or on the worker pool
+ * (blocking_handlers); every fixture test runs both ways. */
+typedef struct {
+  int connection_timeout_s;
+  gboolean pool;
+} server_mode;
+
+static const server_mode inline_mode = { 0, FALSE };
+static const server_mode pool_mode = { 0, TRUE };
 
 typedef struct {
   gn_router *router;
@@ -237,7 +251,9 @@ fixture_setup (fixture *f, gconstpointer data)
     .router = f->router,
     .authenticate = authenticate,
     .observer = observe,
-    .connection_timeout_s = GPOINTER_TO_INT (data),
+    .connection_timeout_s = ((const server_mode *)data)->connection_timeout_s,
+    .blocking_handlers = ((const server_mode *)data)->pool,
+    .workers = 2,
     .admit = admit,
   };
   f->server = gn_http_server_start (&options, &error);
@@ -1335,29 +1351,36 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
 
-#define ADD(path, fn) g_test_add (path, fixture, NULL, fixture_setup, fn, fixture_teardown)
-  ADD ("/http/json-echo", test_json_echo);
-  ADD ("/http/params-query-headers", test_params_query_and_headers);
-  ADD ("/http/not-found-and-method", test_not_found_and_method);
-  ADD ("/http/handler-answering-nothing", test_handler_answering_nothing);
-  ADD ("/http/too-large/content-length", test_too_large_by_length);
-  ADD ("/http/too-large/chunked", test_too_large_chunked);
-  ADD ("/http/wrong-content-type", test_wrong_content_type);
-  ADD ("/http/auth", test_auth);
-  ADD ("/http/cors", test_cors);
-  ADD ("/http/error-formats", test_error_formats);
-  ADD ("/http/error-escaping", test_error_escaping);
-  ADD ("/http/request-id", test_request_id);
-  ADD ("/http/keep-alive", test_keep_alive);
-  ADD ("/http/spool", test_spool);
-  ADD ("/http/observer", test_observer);
-  ADD ("/http/multipart", test_multipart);
-  ADD ("/http/multipart-refusals", test_multipart_refusals);
-  ADD ("/http/admit", test_admit);
-  ADD ("/http/precheck", test_precheck);
+#define ADD(path, fn)                                                                              \
+  do {                                                                                             \
+    g_test_add ("/http" path, fixture, &inline_mode, fixture_setup, fn, fixture_teardown);         \
+    g_test_add ("/http/pool" path, fixture, &pool_mode, fixture_setup, fn, fixture_teardown);      \
+  } while (0)
+  ADD ("/json-echo", test_json_echo);
+  ADD ("/params-query-headers", test_params_query_and_headers);
+  ADD ("/not-found-and-method", test_not_found_and_method);
+  ADD ("/handler-answering-nothing", test_handler_answering_nothing);
+  ADD ("/too-large/content-length", test_too_large_by_length);
+  ADD ("/too-large/chunked", test_too_large_chunked);
+  ADD ("/wrong-content-type", test_wrong_content_type);
+  ADD ("/auth", test_auth);
+  ADD ("/cors", test_cors);
+  ADD ("/error-formats", test_error_formats);
+  ADD ("/error-escaping", test_error_escaping);
+  ADD ("/request-id", test_request_id);
+  ADD ("/keep-alive", test_keep_alive);
+  ADD ("/spool", test_spool);
+  ADD ("/observer", test_observer);
+  ADD ("/multipart", test_multipart);
+  ADD ("/multipart-refusals", test_multipart_refusals);
+  ADD ("/admit", test_admit);
+  ADD ("/precheck", test_precheck);
 #undef ADD
   g_test_add_func ("/http/addresses", test_addresses);
-  g_test_add ("/http/spool-aborted-upload", fixture, GINT_TO_POINTER (1), fixture_setup,
+  static const server_mode short_timeout = { 1, FALSE }, short_timeout_pool = { 1, TRUE };
+  g_test_add ("/http/spool-aborted-upload", fixture, &short_timeout, fixture_setup,
+              test_spool_aborted_upload, fixture_teardown);
+  g_test_add ("/http/pool/spool-aborted-upload", fixture, &short_timeout_pool, fixture_setup,
               test_spool_aborted_upload, fixture_teardown);
   g_test_add_func ("/http/cors-any-origin", test_cors_any_origin);
   g_test_add_func ("/http/json-quote", test_json_quote);
