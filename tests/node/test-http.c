@@ -1753,8 +1753,16 @@ test_timeouts (void)
   close (idle);
   close (silent);
 
+  /* 8 KiB of headers pass (a long cookie), 20 KiB do not. */
   big = connect_from (NULL, port);
-  for (int i = 0; i < 70 * 1024; i++)
+  for (int i = 0; i < 8 * 1024; i++)
+    g_string_append_c (huge, 'a');
+  send_text (big, huge->str);
+  send_text (big, "\r\n\r\n");
+  g_assert_cmpint (read_status (big, 5000, NULL), ==, 200);
+  close (big);
+  big = connect_from (NULL, port);
+  for (int i = 0; i < 12 * 1024; i++)
     g_string_append_c (huge, 'a');
   g_string_append (huge, "\r\n\r\n");
   send_text (big, huge->str);
