@@ -27,6 +27,26 @@
  *                         connection then ends at the connection timeout, which therefore
  *                         bounds how long an aborted upload's spool file lives.
  *
+ * The worker pool (blocking_handlers).  libmicrohttpd 0.9.75 wants MHD_queue_response called
+ * from the access handler on the event thread, so a request crosses to a worker and back:
+ *
+ *   event thread   last call: MHD_suspend_connection, the request queued (phase HANDLER);
+ *                  the thread goes on with other connections.  A full queue: 503 at once.
+ *   worker         runs the handler; its gn_http_respond_*() builds the response and holds
+ *                  it in the context (hold_answer); phase HANDLER_DONE; MHD_resume_connection.
+ *   event thread   libmicrohttpd repeats the last call: the held response is queued.
+ *
+ * A route's precheck goes the same way from the first call (phase PRECHECK): libmicrohttpd
+ * repeats the first call after the resume, which then goes on as after an inline precheck
+ * (its refusal, the limit it may have lowered, where the body goes), before any body byte is
+ * read.  The phase lives in the context and tells the repeated calls apart.  Only suspended
+ * connections are ever touched by a worker, and only the worker touches them meanwhile.
+ *
+ * Stopping: no more accepts (quiesce), queued jobs answered 503 and resumed, then a wait of up
+ * to stop_grace_ms for requests in progress.  libmicrohttpd aborts if stopped with a connection
+ * suspended, so a handler still running at the deadline leaves the server running to the
+ * process's exit (gn_http_server_stop returns false) rather than making the stop wait.
+ *
  * Every answer goes out through queue_response(), which adds X-Request-Id, the CORS headers for
  * an allowed Origin and any headers set with gn_http_add_header(), so no path can forget them.
  *

@@ -1,10 +1,21 @@
 /* http.h - the HTTP listener shared by the gateway and the CDN, on libmicrohttpd.
  *
- * libmicrohttpd runs an epoll thread pool.  For each request the access handler returns MHD_YES
- * on its first call (queueing a response there would force "Connection: close"), streams the
+ * libmicrohttpd's epoll event threads hold the connections: an idle or slow connection costs
+ * memory (~16 KiB), never a thread.  For each request the access handler returns MHD_YES on
+ * its first call (queueing a response there would force "Connection: close"), streams the
  * upload into the request's arena (or, past a threshold, into a spool file) while enforcing
  * the route's body limit (413 as soon as Content-Length or the received bytes exceed it),
  * then dispatches through the router on the final call.
+ *
+ * Handlers that wait (blocking_handlers: the gateway's gRPC calls) and routes' prechecks run on
+ * a bounded pool of worker threads while their connection is suspended, so the event threads
+ * never wait; a full queue is answered 503 with Retry-After at once.  The admit hook and
+ * everything else before the body run on the event thread and must not block.  Handlers that
+ * never wait (the CDN's sendfile) run inline on the event thread.
+ *
+ * Bounds on what clients can hold: connections in all and per address (trusted proxies
+ * exempt), an inactivity timeout, a time limit on receiving headers (slowloris), 16 KiB of
+ * headers (431 beyond), and a stop that never waits longer than its grace.
  *
  * Around every handler this layer does, in one place: request id (from X-Request-Id or new),
  * CORS (preflights answered here, Access-Control-Allow-Origin on every answer for allowed
