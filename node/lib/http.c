@@ -140,6 +140,7 @@ struct gn_http_server {
   bool reaper_stop;
   gint refused_per_ip;  /* since the reaper's last report (atomic) */
   gint closed_slow;     /* idem */
+  gint refused_busy;    /* idem: requests refused with a full worker queue */
   gint mhd_log_lines;   /* libmicrohttpd warnings logged this second (atomic) */
   gint mhd_log_dropped; /* and those dropped beyond MHD_LOG_PER_SECOND */
 };
@@ -1237,7 +1238,7 @@ reaper_main (gpointer data)
 
   g_mutex_lock (&server->reaper_lock);
   while (!server->reaper_stop) {
-    gint refused, closed, dropped;
+    gint refused, closed, dropped, busy;
 
     g_cond_wait_until (&server->reaper_wake, &server->reaper_lock,
                        g_get_monotonic_time () + G_USEC_PER_SEC);
@@ -1248,6 +1249,7 @@ reaper_main (gpointer data)
     refused = g_atomic_int_exchange (&server->refused_per_ip, 0);
     closed = g_atomic_int_exchange (&server->closed_slow, 0);
     dropped = g_atomic_int_exchange (&server->mhd_log_dropped, 0);
+    busy = g_atomic_int_exchange (&server->refused_busy, 0);
     g_atomic_int_set (&server->mhd_log_lines, 0);
     if (refused > 0)
       gn_warn ("refused %d connections: their address already had %u open", refused,
@@ -1255,6 +1257,9 @@ reaper_main (gpointer data)
     if (closed > 0)
       gn_warn ("closed %d connections whose request headers took longer than %d s", closed,
                (int)(server->header_timeout_us / G_USEC_PER_SEC));
+    if (busy > 0)
+      gn_warn ("answered %d requests 503: %u waiting for the %u workers already", busy,
+               server->queue_max, server->n_workers);
     if (dropped > 0)
       gn_warn ("libmicrohttpd: %d more warnings not logged", dropped);
   }
@@ -1363,8 +1368,8 @@ submit (request_context *context, request_phase phase)
   if (queued)
     return MHD_YES;
 
-  gn_warn ("%s %s: %s", context->request.method, context->request.path,
-           server->stopping ? "refused while stopping" : "refused: the worker queue is full");
+  if (!server->stopping)
+    g_atomic_int_inc (&server->refused_busy);
   if (phase == PHASE_PRECHECK) {
     context->hold_answer = true;
     refuse_busy (context);
