@@ -1042,12 +1042,12 @@ gn_http_set_body_limit (gn_http_request *request, size_t limit)
  * libmicrohttpd's connection timeout is an inactivity timeout: a client that sends a header
  * byte every few seconds would hold its connection forever.  The reaper thread bounds the time
  * from a request's first byte to its complete headers.  Between requests a connection waits
- * (an idle keep-alive connection costs one list entry and ~10 KiB in the kernel, not a thread,
- * and the inactivity timeout closes it); every header_timeout/2 the reaper reads the socket's
- * received byte count (TCP_INFO): once bytes have come in while the headers are still not
- * complete header_timeout later, it shuts the socket down, and libmicrohttpd's event thread
- * closes the connection.  Headers are therefore closed at 1 to 1.5 x header_timeout after
- * their first byte.  shutdown() from another thread is safe here because notify_connection
+ * (an idle keep-alive connection costs its libmicrohttpd memory and a list entry, not a
+ * thread, and the inactivity timeout closes it); every header_timeout/2 the reaper reads the
+ * socket's received byte count (TCP_INFO): once bytes have come in while the headers are
+ * still not complete header_timeout later, it shuts the socket down, and libmicrohttpd's
+ * event thread closes the connection.  Headers are therefore closed at 1 to 1.5 x header_timeout
+ * after their first byte.  shutdown() from another thread is safe here because notify_connection
  * reports the close, under connections_lock, before the descriptor is closed and reused. */
 
 struct tracked_connection {
