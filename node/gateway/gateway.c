@@ -214,69 +214,46 @@ handle_health (gn_http_request *request, void *data)
   gn_http_respond_json (request, 200, body, sizeof body - 1);
 }
 
-typedef struct {
-  gn_rpc_client *client;
-  const ProtobufCServiceDescriptor *descriptor;
-  const char *request_id;
-  const char *name;
-  gboolean serving;
-  char detail[256];
-} ready_probe;
-
-static gpointer
-probe_service (gpointer data)
-{
-  ready_probe *probe = data;
-  gn_arena *arena = gn_arena_new ();
-  Generia__Common__V1__HealthCheckRequest req = GENERIA__COMMON__V1__HEALTH_CHECK_REQUEST__INIT;
-  ProtobufCMessage *response = NULL;
-  gn_rpc_status status;
-  gn_rpc_call_options options = { .request_id = probe->request_id, .timeout_ms = 2000 };
-  grpc_status_code code = gn_rpc_unary (probe->client, probe->descriptor, "HealthCheck", &req.base,
-                                        &response, arena, &options, &status);
-  if (code == GRPC_STATUS_OK) {
-    Generia__Common__V1__HealthCheckResponse *health = (void *)response;
-    probe->serving
-        = health->status == GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-    g_strlcpy (probe->detail, probe->serving ? "serving" : health->detail, sizeof probe->detail);
-  } else {
-    g_snprintf (probe->detail, sizeof probe->detail, "%s: %s", gn_rpc_status_name (code),
-                status.message);
-  }
-  gn_arena_free (arena);
-  return NULL;
-}
-
+/* The probes go out together and are awaited one by one: the slowest service sets the time,
+ * and no thread is started for them. */
 static void
 handle_ready (gn_http_request *request, void *data)
 {
   gn_gateway_context *context = data;
   enum { N = G_N_ELEMENTS (ready_dependencies) };
-  ready_probe probes[N];
-  GThread *threads[N];
-
-  for (size_t i = 0; i < N; i++) {
-    probes[i] = (ready_probe){
-      .client = context->clients[ready_dependencies[i].id],
-      .descriptor = ready_dependencies[i].descriptor,
-      .request_id = request->request_id,
-      .name = gn_service_name (ready_dependencies[i].id),
-    };
-    threads[i] = N > 1 ? g_thread_new ("ready-probe", probe_service, &probes[i]) : NULL;
-    if (threads[i] == NULL)
-      probe_service (&probes[i]);
-  }
+  gn_rpc_pending *pending[N];
+  Generia__Common__V1__HealthCheckRequest req = GENERIA__COMMON__V1__HEALTH_CHECK_REQUEST__INIT;
+  gn_rpc_call_options options = { .request_id = request->request_id, .timeout_ms = 2000 };
   gboolean ready = TRUE;
   g_autoptr (JsonBuilder) builder = json_builder_new ();
+
+  for (size_t i = 0; i < N; i++)
+    pending[i]
+        = gn_rpc_unary_start (context->clients[ready_dependencies[i].id],
+                              ready_dependencies[i].descriptor, "HealthCheck", &req.base, &options);
+
   json_builder_begin_object (builder);
   json_builder_set_member_name (builder, "services");
   json_builder_begin_object (builder);
   for (size_t i = 0; i < N; i++) {
-    if (threads[i] != NULL)
-      g_thread_join (threads[i]);
-    ready = ready && probes[i].serving;
-    json_builder_set_member_name (builder, probes[i].name);
-    json_builder_add_string_value (builder, probes[i].detail);
+    ProtobufCMessage *response = NULL;
+    gn_rpc_status status;
+    grpc_status_code code = gn_rpc_unary_finish (pending[i], &response, request->arena, &status);
+    gboolean serving = FALSE;
+    const char *detail;
+
+    if (code == GRPC_STATUS_OK) {
+      Generia__Common__V1__HealthCheckResponse *health = (void *)response;
+      serving
+          = health->status == GENERIA__COMMON__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+      detail = serving ? "serving" : health->detail;
+    } else {
+      detail
+          = gn_arena_printf (request->arena, "%s: %s", gn_rpc_status_name (code), status.message);
+    }
+    ready = ready && serving;
+    json_builder_set_member_name (builder, gn_service_name (ready_dependencies[i].id));
+    json_builder_add_string_value (builder, detail);
   }
   json_builder_end_object (builder);
   json_builder_set_member_name (builder, "status");
@@ -326,10 +303,17 @@ gn_gateway_start (const gn_config *config, const gn_token_key *key, gn_revocatio
     .name = "gateway",
     .address = config->gateway_address,
     .port = config->gateway_port,
-    /* gateway.threads = 0 (the default): a thread per connection, since every API handler
-     * waits on a gRPC call; N > 0: a shared epoll pool of N threads. */
+    /* Connections wait on epoll event threads; API handlers wait on gRPC calls, on the pool
+     * of workers. */
     .threads = config->gateway_threads,
-    .blocking_handlers = config->gateway_threads == 0,
+    .blocking_handlers = true,
+    .workers = config->gateway_workers,
+    .queue_max = config->gateway_queue_max,
+    .max_connections = config->gateway_max_connections,
+    .max_connections_per_ip = config->gateway_max_connections_per_ip,
+    .connection_timeout_s = config->gateway_idle_timeout_s,
+    .header_timeout_s = config->gateway_header_timeout_s,
+    .stop_grace_ms = config->shutdown_grace_ms,
     .max_body = config->max_body_bytes,
     .spool_dir = config->media_spool_dir,
     .cors_origins = config->cors_origins,
@@ -378,6 +362,8 @@ gn_gateway_stop (gn_gateway *gateway)
 {
   if (gateway == NULL)
     return;
-  gn_http_server_stop (gateway->server);
+  /* Handlers still running past the grace keep using the routes: leave them to the exit. */
+  if (!gn_http_server_stop (gateway->server))
+    return;
   gateway_free (gateway);
 }

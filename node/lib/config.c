@@ -134,6 +134,12 @@ static const option options[] = {
   { "gateway.cors_origins", OPT_STRING, FIELD (cors_origins), 0, 0 },
   { "gateway.public_url", OPT_HTTP_URL, FIELD (public_url), 0, 0 },
   { "gateway.trusted_proxies", OPT_NETWORKS, FIELD (trusted_proxies), 0, 0 },
+  { "gateway.workers", OPT_INT, FIELD (gateway_workers), 0, 4096 },
+  { "gateway.queue_max", OPT_INT, FIELD (gateway_queue_max), 1, 1000000 },
+  { "gateway.max_connections", OPT_INT, FIELD (gateway_max_connections), 1, 1000000 },
+  { "gateway.max_connections_per_ip", OPT_INT, FIELD (gateway_max_connections_per_ip), 1, 1000000 },
+  { "gateway.idle_timeout_s", OPT_INT, FIELD (gateway_idle_timeout_s), 1, 3600 },
+  { "gateway.header_timeout_s", OPT_INT, FIELD (gateway_header_timeout_s), 1, 3600 },
   { "database.url", OPT_DATABASE_URL, FIELD (database_url), 0, 0 },
   { "redis.url", OPT_REDIS_URL, FIELD (redis_url), 0, 0 },
   { "auth.token_secret_file", OPT_NAME, FIELD (token_secret_file), 0, 0 },
@@ -294,6 +300,12 @@ gn_config_new_default (void)
   config->cors_origins = g_strdup ("*");
   config->public_url = g_strdup ("");
   config->trusted_proxies = g_strdup ("");
+  config->gateway_workers = 0;
+  config->gateway_queue_max = 1024;
+  config->gateway_max_connections = 16384;
+  config->gateway_max_connections_per_ip = 256;
+  config->gateway_idle_timeout_s = 60;
+  config->gateway_header_timeout_s = 30;
 
   config->database_url = g_strdup ("");
   config->redis_url = g_strdup ("");

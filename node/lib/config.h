@@ -66,13 +66,19 @@ typedef struct {
   /* [gateway] */
   char *gateway_address;
   int gateway_port;
-  int gateway_threads; /* 0: a thread per connection (handlers wait on gRPC); N: epoll pool */
+  int gateway_threads; /* epoll event threads holding the connections; 0: one per core */
   size_t max_body_bytes;
   char *cors_origins;
-  char *public_url;      /* how clients reach the gateway ("https://photos.example.org");
-                          * default "": from each request (Host, trusted proxies' headers) */
-  char *trusted_proxies; /* addresses / CIDR blocks whose X-Forwarded-* are believed (default
-                          * "": none) */
+  char *public_url;            /* how clients reach the gateway ("https://photos.example.org");
+                                * default "": from each request (Host, trusted proxies' headers) */
+  char *trusted_proxies;       /* addresses / CIDR blocks whose X-Forwarded-* are believed (default
+                                * "": none) */
+  int gateway_workers;         /* threads running the handlers; 0: 4 x cores */
+  int gateway_queue_max;       /* requests waiting for a worker; more: 503 (1024) */
+  int gateway_max_connections; /* default 16384, lowered to the open file limit */
+  int gateway_max_connections_per_ip; /* default 256; trusted proxies exempt */
+  int gateway_idle_timeout_s;         /* nothing received for this long: closed (60) */
+  int gateway_header_timeout_s;       /* headers not complete this long after their start (30) */
 
   /* [database] / [redis]: empty = embedded (started in <data-dir>) */
   char *database_url;

@@ -27,6 +27,26 @@
  *                         connection then ends at the connection timeout, which therefore
  *                         bounds how long an aborted upload's spool file lives.
  *
+ * The worker pool (blocking_handlers).  libmicrohttpd 0.9.75 wants MHD_queue_response called
+ * from the access handler on the event thread, so a request crosses to a worker and back:
+ *
+ *   event thread   last call: MHD_suspend_connection, the request queued (phase HANDLER);
+ *                  the thread goes on with other connections.  A full queue: 503 at once.
+ *   worker         runs the handler; its gn_http_respond_*() builds the response and holds
+ *                  it in the context (hold_answer); phase HANDLER_DONE; MHD_resume_connection.
+ *   event thread   libmicrohttpd repeats the last call: the held response is queued.
+ *
+ * A route's precheck goes the same way from the first call (phase PRECHECK): libmicrohttpd
+ * repeats the first call after the resume, which then goes on as after an inline precheck
+ * (its refusal, the limit it may have lowered, where the body goes), before any body byte is
+ * read.  The phase lives in the context and tells the repeated calls apart.  Only suspended
+ * connections are ever touched by a worker, and only the worker touches them meanwhile.
+ *
+ * Stopping: no more accepts (quiesce), queued jobs answered 503 and resumed, then a wait of up
+ * to stop_grace_ms for requests in progress.  libmicrohttpd aborts if stopped with a connection
+ * suspended, so a handler still running at the deadline leaves the server running to the
+ * process's exit (gn_http_server_stop returns false) rather than making the stop wait.
+ *
  * Every answer goes out through queue_response(), which adds X-Request-Id, the CORS headers for
  * an allowed Origin and any headers set with gn_http_add_header(), so no path can forget them.
  *
@@ -41,7 +61,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <microhttpd.h>
 #include <gio/gio.h>
 
@@ -50,8 +73,18 @@
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define DEFAULT_SPOOL_THRESHOLD (256 * 1024)
 #define DEFAULT_CONNECTION_TIMEOUT_S 60
-#define DEFAULT_MAX_CONNECTIONS 1024
-#define CONNECTION_MEMORY_LIMIT (64 * 1024)
+#define DEFAULT_HEADER_TIMEOUT_S 30
+#define DEFAULT_MAX_CONNECTIONS 16384
+#define DEFAULT_MAX_CONNECTIONS_PER_IP 256
+#define DEFAULT_QUEUE_MAX 1024
+#define DEFAULT_STOP_GRACE_MS 5000
+/* File descriptors kept free of connections: database and Redis connections, gRPC channels,
+ * spool files, log files, the other listener. */
+#define FD_RESERVE 512
+/* Each connection's libmicrohttpd memory: request headers (more: 431), the response's headers,
+ * read and write buffers.  libmicrohttpd clears the whole of it after every request, so it is
+ * also what an idle keep-alive connection costs in RSS: 16 KiB x 10,000 = 160 MiB. */
+#define CONNECTION_MEMORY_LIMIT (16 * 1024)
 #define LISTEN_BACKLOG 1024
 /* How far past its limit a refused body is read and thrown away, so that the client can read
  * our answer, before we give up and drop the connection (MHD 0.9.75 cannot queue an answer
@@ -60,6 +93,8 @@
 /* nginx's convention for "the client went away before an answer was sent". */
 #define STATUS_CLIENT_CLOSED 499
 #define DEFAULT_ALLOW_HEADERS "Authorization, Content-Type, Accept, X-Request-Id"
+
+typedef struct tracked_connection tracked_connection;
 
 struct gn_http_server {
   struct MHD_Daemon *daemon;
@@ -79,6 +114,35 @@ struct gn_http_server {
   char *public_url;           /* without a trailing slash; NULL: from each request */
   GPtrArray *trusted_proxies; /* of GInetAddressMask; NULL when none */
   void *data;
+
+  /* The worker pool (blocking_handlers): prechecks and handlers queued by the event threads,
+   * their connections suspended meanwhile. */
+  GThread **workers;
+  unsigned n_workers;
+  GMutex pool_lock;
+  GCond pool_wake;
+  GQueue jobs; /* of request_context, linked through job_link */
+  unsigned queue_max;
+  bool stopping;
+  gint in_pool;         /* connections suspended for the pool, not yet back (atomic) */
+  gint active_requests; /* requests begun and not completed (atomic) */
+  int stop_grace_ms;
+
+  /* Every open connection, for the per-address cap and the header timeout (see the reaper). */
+  GMutex connections_lock;
+  tracked_connection *connections;
+  GHashTable *per_ip; /* address text -> number of its connections (not counting trusted ones) */
+  unsigned max_per_ip;
+  gint64 header_timeout_us;
+  GThread *reaper;
+  GMutex reaper_lock;
+  GCond reaper_wake;
+  bool reaper_stop;
+  gint refused_per_ip;  /* since the reaper's last report (atomic) */
+  gint closed_slow;     /* idem */
+  gint refused_busy;    /* idem: requests refused with a full worker queue */
+  gint mhd_log_lines;   /* libmicrohttpd warnings logged this second (atomic) */
+  gint mhd_log_dropped; /* and those dropped beyond MHD_LOG_PER_SECOND */
 };
 
 typedef struct response_header {
@@ -93,12 +157,27 @@ typedef struct form_field {
   GString *value;
 } form_field;
 
+/* Where a request is in its life; PRECHECK and HANDLER only on servers with a worker pool, whose
+ * workers move the request on to PRECHECK_DONE and HANDLER_DONE before they resume it. */
+typedef enum {
+  PHASE_NEW,           /* the headers are not in yet */
+  PHASE_PRECHECK,      /* suspended: the route's precheck is queued or running on a worker */
+  PHASE_PRECHECK_DONE, /* resumed: go on as after an inline precheck */
+  PHASE_BODY,          /* reading the body (if any) */
+  PHASE_HANDLER,       /* suspended: the handler is queued or running on a worker */
+  PHASE_HANDLER_DONE,  /* resumed: its answer waits in `held` */
+} request_phase;
+
 typedef struct {
   gn_http_request request; /* first: handlers get &context->request */
   gn_http_server *server;
   gint64 start_us;
   const char *target; /* the raw request target, query included */
-  bool started;
+  request_phase phase;
+  GList job_link; /* in server->jobs while queued */
+  bool in_pool;   /* counted in server->in_pool */
+  bool has_body;
+  gint64 content_length; /* declared, or -1 */
   bool preflight;
   const char *origin; /* the request's Origin when CORS allows it, else NULL */
   char allow[128];
@@ -132,6 +211,7 @@ typedef struct {
   bool hold_answer;
   struct MHD_Response *held;
   int held_status;
+  bool precheck_refused;   /* the precheck answered: the body is not read */
   bool from_trusted_proxy; /* the peer is one of the server's trusted proxies */
 } request_context;
 
@@ -951,7 +1031,7 @@ respond_preflight (request_context *context)
 #define HOOK_DISCARD_MAX (1024 * 1024)
 
 static enum MHD_Result
-answered_before_body (request_context *context, bool has_body, gint64 content_length)
+answered_before_body (request_context *context)
 {
   gn_http_request *request = &context->request;
   const char *expect = gn_http_header (request, MHD_HTTP_HEADER_EXPECT);
@@ -960,7 +1040,9 @@ answered_before_body (request_context *context, bool has_body, gint64 content_le
     gn_error ("a hook of %s %s refused without answering", request->method, request->path);
     respond_error_message (request, 500, "internal_error", "Internal error");
   }
-  if (!has_body || (expect == NULL && content_length >= 0 && content_length <= HOOK_DISCARD_MAX))
+  if (!context->has_body
+      || (expect == NULL && context->content_length >= 0
+          && context->content_length <= HOOK_DISCARD_MAX))
     return MHD_YES;
   release_held_answer (context);
   return context->queue_failed ? MHD_NO : MHD_YES;
@@ -992,6 +1074,390 @@ gn_http_set_body_limit (gn_http_request *request, size_t limit)
     context->limit = limit;
 }
 
+/* ---- connections: the per-address cap and the header timeout ----
+ *
+ * libmicrohttpd tells us when a connection opens and closes (notify_connection); we keep each
+ * in a list with its address and its state.  The accept policy refuses a connection whose
+ * address already holds max_per_ip (trusted proxies are exempt: every client behind them shares
+ * their address).  With several event threads, each accepting on its own, the cap can be
+ * passed by at most one connection per event thread.
+ *
+ * libmicrohttpd's connection timeout is an inactivity timeout: a client that sends a header
+ * byte every few seconds would hold its connection forever.  The reaper thread bounds the time
+ * from a request's first byte to its complete headers.  Between requests a connection waits
+ * (an idle keep-alive connection costs its libmicrohttpd memory and a list entry, not a
+ * thread, and the inactivity timeout closes it); every header_timeout/2 the reaper reads the
+ * socket's received byte count (TCP_INFO): once bytes have come in while the headers are
+ * still not complete header_timeout later, it shuts the socket down, and libmicrohttpd's
+ * event thread closes the connection.  Headers are therefore closed at 1 to 1.5 x header_timeout
+ * after their first byte.  shutdown() from another thread is safe here because notify_connection
+ * reports the close, under connections_lock, before the descriptor is closed and reused. */
+
+struct tracked_connection {
+  tracked_connection *prev, *next;
+  int fd;
+  char *address;      /* counted in per_ip under this key; NULL for a trusted proxy */
+  bool in_request;    /* headers complete, answer not yet sent */
+  bool shut;          /* the reaper shut it down */
+  guint64 bytes_seen; /* bytes received when the reaper last looked, or when it began waiting */
+  gint64 arriving_us; /* when the reaper first saw bytes of headers still incomplete; 0: not */
+  gint64 next_check_us;
+};
+
+static guint64
+bytes_received (int fd)
+{
+  struct tcp_info info;
+  socklen_t len = sizeof info;
+
+  memset (&info, 0, sizeof info);
+  if (getsockopt (fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+    return 0;
+  return info.tcpi_bytes_received;
+}
+
+/* The address of a sockaddr as text (the per_ip key), or NULL if it is not IP. */
+static char *
+address_key (const struct sockaddr *address, char buffer[INET6_ADDRSTRLEN])
+{
+  if (address == NULL)
+    return NULL;
+  if (address->sa_family == AF_INET)
+    return (char *)inet_ntop (AF_INET, &((const struct sockaddr_in *)address)->sin_addr, buffer,
+                              INET6_ADDRSTRLEN);
+  if (address->sa_family == AF_INET6)
+    return (char *)inet_ntop (AF_INET6, &((const struct sockaddr_in6 *)address)->sin6_addr, buffer,
+                              INET6_ADDRSTRLEN);
+  return NULL;
+}
+
+static bool
+sockaddr_is_trusted (gn_http_server *server, const struct sockaddr *address)
+{
+  g_autoptr (GInetAddress) inet = NULL;
+
+  if (server->trusted_proxies == NULL)
+    return false;
+  inet = sockaddr_to_inet (address);
+  return address_is_trusted (server, inet);
+}
+
+static enum MHD_Result
+accept_policy (void *cls, const struct sockaddr *address, socklen_t address_len)
+{
+  gn_http_server *server = cls;
+  char buffer[INET6_ADDRSTRLEN];
+  const char *key = address_key (address, buffer);
+  unsigned count;
+
+  if (key == NULL)
+    return MHD_YES;
+  g_mutex_lock (&server->connections_lock);
+  count = GPOINTER_TO_UINT (g_hash_table_lookup (server->per_ip, key));
+  g_mutex_unlock (&server->connections_lock);
+  if (count < server->max_per_ip || sockaddr_is_trusted (server, address))
+    return MHD_YES;
+  g_atomic_int_inc (&server->refused_per_ip);
+  return MHD_NO;
+}
+
+static void
+notify_connection (void *cls, struct MHD_Connection *connection, void **socket_context,
+                   enum MHD_ConnectionNotificationCode code)
+{
+  gn_http_server *server = cls;
+  tracked_connection *tracked = *socket_context;
+
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *fd
+        = MHD_get_connection_info (connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *peer
+        = MHD_get_connection_info (connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char buffer[INET6_ADDRSTRLEN];
+    const char *key = address_key (peer != NULL ? peer->client_addr : NULL, buffer);
+
+    tracked = g_new0 (tracked_connection, 1);
+    tracked->fd = fd != NULL ? fd->connect_fd : -1;
+    tracked->next_check_us = g_get_monotonic_time () + server->header_timeout_us / 2;
+    if (key != NULL && !sockaddr_is_trusted (server, peer->client_addr))
+      tracked->address = g_strdup (key);
+    *socket_context = tracked;
+
+    g_mutex_lock (&server->connections_lock);
+    if (tracked->address != NULL) {
+      guint count = GPOINTER_TO_UINT (g_hash_table_lookup (server->per_ip, tracked->address));
+      g_hash_table_replace (server->per_ip, g_strdup (tracked->address),
+                            GUINT_TO_POINTER (count + 1));
+    }
+    tracked->next = server->connections;
+    if (server->connections != NULL)
+      server->connections->prev = tracked;
+    server->connections = tracked;
+    g_mutex_unlock (&server->connections_lock);
+    return;
+  }
+
+  if (tracked == NULL)
+    return;
+  *socket_context = NULL;
+  g_mutex_lock (&server->connections_lock);
+  if (tracked->address != NULL) {
+    guint count = GPOINTER_TO_UINT (g_hash_table_lookup (server->per_ip, tracked->address));
+    if (count <= 1)
+      g_hash_table_remove (server->per_ip, tracked->address);
+    else
+      g_hash_table_replace (server->per_ip, g_strdup (tracked->address),
+                            GUINT_TO_POINTER (count - 1));
+  }
+  if (tracked->prev != NULL)
+    tracked->prev->next = tracked->next;
+  else
+    server->connections = tracked->next;
+  if (tracked->next != NULL)
+    tracked->next->prev = tracked->prev;
+  g_mutex_unlock (&server->connections_lock);
+  g_free (tracked->address);
+  g_free (tracked);
+}
+
+/* A request's headers are complete (true), or its answer is done and the connection waits for
+ * the next one (false). */
+static void
+connection_in_request (gn_http_server *server, struct MHD_Connection *connection, bool in_request)
+{
+  const union MHD_ConnectionInfo *info
+      = MHD_get_connection_info (connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  tracked_connection *tracked = info != NULL ? info->socket_context : NULL;
+  guint64 bytes = 0;
+
+  if (tracked == NULL)
+    return;
+  if (!in_request)
+    bytes = bytes_received (tracked->fd);
+  g_mutex_lock (&server->connections_lock);
+  tracked->in_request = in_request;
+  if (!in_request) {
+    tracked->bytes_seen = bytes;
+    tracked->arriving_us = 0;
+    tracked->next_check_us = g_get_monotonic_time () + server->header_timeout_us / 2;
+  }
+  g_mutex_unlock (&server->connections_lock);
+}
+
+/* Once a second: the header timeout (see above), and the counts of what was refused. */
+static void
+reap_slow_headers (gn_http_server *server)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  g_mutex_lock (&server->connections_lock);
+  for (tracked_connection *c = server->connections; c != NULL; c = c->next) {
+    guint64 bytes;
+
+    if (c->in_request || c->shut || now < c->next_check_us)
+      continue;
+    if (c->arriving_us != 0) {
+      shutdown (c->fd, SHUT_RDWR);
+      c->shut = true;
+      g_atomic_int_inc (&server->closed_slow);
+      continue;
+    }
+    bytes = bytes_received (c->fd);
+    if (bytes != c->bytes_seen) {
+      c->arriving_us = now;
+      c->next_check_us = now + server->header_timeout_us;
+    } else {
+      c->next_check_us = now + server->header_timeout_us / 2;
+    }
+    c->bytes_seen = bytes;
+  }
+  g_mutex_unlock (&server->connections_lock);
+}
+
+static gpointer
+reaper_main (gpointer data)
+{
+  gn_http_server *server = data;
+
+  g_mutex_lock (&server->reaper_lock);
+  while (!server->reaper_stop) {
+    gint refused, closed, dropped, busy;
+
+    g_cond_wait_until (&server->reaper_wake, &server->reaper_lock,
+                       g_get_monotonic_time () + G_USEC_PER_SEC);
+    if (server->reaper_stop)
+      break;
+    reap_slow_headers (server);
+    gn_log_set_service (server->name);
+    refused = g_atomic_int_exchange (&server->refused_per_ip, 0);
+    closed = g_atomic_int_exchange (&server->closed_slow, 0);
+    dropped = g_atomic_int_exchange (&server->mhd_log_dropped, 0);
+    busy = g_atomic_int_exchange (&server->refused_busy, 0);
+    g_atomic_int_set (&server->mhd_log_lines, 0);
+    if (refused > 0)
+      gn_warn ("refused %d connections: their address already had %u open", refused,
+               server->max_per_ip);
+    if (closed > 0)
+      gn_warn ("closed %d connections whose request headers took longer than %d s", closed,
+               (int)(server->header_timeout_us / G_USEC_PER_SEC));
+    if (busy > 0)
+      gn_warn ("answered %d requests 503: %u waiting for the %u workers already", busy,
+               server->queue_max, server->n_workers);
+    if (dropped > 0)
+      gn_warn ("libmicrohttpd: %d more warnings not logged", dropped);
+  }
+  g_mutex_unlock (&server->reaper_lock);
+  return NULL;
+}
+
+/* ---- the worker pool ---- */
+
+/* Runs on a worker, or inline on servers without a pool.  An answer is held (not queued). */
+static void
+run_precheck (request_context *context)
+{
+  gn_http_request *request = &context->request;
+
+  context->hold_answer = true;
+  if (request->route->precheck (request, request->route->data) && request->status == 0)
+    context->hold_answer = false;
+  else
+    context->precheck_refused = true;
+}
+
+static void
+run_handler (request_context *context)
+{
+  gn_http_request *request = &context->request;
+
+  request->route->handler (request, request->route->data);
+  discard_spool (context);
+  if (request->status == 0) {
+    gn_error ("handler of %s %s answered nothing", request->method, request->route->name);
+    gn_http_respond_error (request, 500, "internal_error", "Internal error");
+  }
+}
+
+static gpointer
+worker_main (gpointer data)
+{
+  gn_http_server *server = data;
+
+  g_mutex_lock (&server->pool_lock);
+  for (;;) {
+    GList *link;
+    request_context *context;
+
+    while (!server->stopping && g_queue_is_empty (&server->jobs))
+      g_cond_wait (&server->pool_wake, &server->pool_lock);
+    link = g_queue_pop_head_link (&server->jobs);
+    if (link == NULL)
+      break;
+    g_mutex_unlock (&server->pool_lock);
+
+    context = link->data;
+    gn_log_set_service (server->name);
+    gn_log_set_request_id (context->request.request_id);
+    if (context->phase == PHASE_PRECHECK) {
+      run_precheck (context);
+      context->phase = PHASE_PRECHECK_DONE;
+    } else {
+      context->hold_answer = true;
+      run_handler (context);
+      context->phase = PHASE_HANDLER_DONE;
+    }
+    gn_log_set_request_id (NULL);
+    /* The event thread takes the connection back and, in the access handler, the request on
+     * from the phase set above (the resume's lock orders these writes before its reads). */
+    MHD_resume_connection (context->request.connection);
+
+    g_mutex_lock (&server->pool_lock);
+  }
+  g_mutex_unlock (&server->pool_lock);
+  return NULL;
+}
+
+static void
+refuse_busy (request_context *context)
+{
+  gn_http_add_header (&context->request, "Retry-After", "1");
+  respond_error_message (&context->request, 503, "overloaded",
+                         context->server->stopping ? "The server is shutting down"
+                                                   : "The server is busy: try again shortly");
+}
+
+/* Hands the precheck or the handler to the worker pool: the connection is suspended (the event
+ * thread goes on with other connections) until the worker resumes it.  A full queue, or a
+ * server that is stopping, is answered 503 at once. */
+static enum MHD_Result
+submit (request_context *context, request_phase phase)
+{
+  gn_http_server *server = context->server;
+  bool queued = false;
+
+  g_mutex_lock (&server->pool_lock);
+  if (!server->stopping && server->jobs.length < server->queue_max) {
+    context->phase = phase;
+    context->in_pool = true;
+    g_atomic_int_inc (&server->in_pool);
+    /* Suspended before any worker can see the job, so its resume cannot come first. */
+    MHD_suspend_connection (context->request.connection);
+    context->job_link.data = context;
+    g_queue_push_tail_link (&server->jobs, &context->job_link);
+    g_cond_signal (&server->pool_wake);
+    queued = true;
+  }
+  g_mutex_unlock (&server->pool_lock);
+  if (queued)
+    return MHD_YES;
+
+  if (!server->stopping)
+    g_atomic_int_inc (&server->refused_busy);
+  if (phase == PHASE_PRECHECK) {
+    context->hold_answer = true;
+    refuse_busy (context);
+    return answered_before_body (context);
+  }
+  refuse_busy (context);
+  return context->queue_failed ? MHD_NO : MHD_YES;
+}
+
+/* The connection came back from the pool (or closed on the way). */
+static void
+back_from_pool (request_context *context)
+{
+  if (!context->in_pool)
+    return;
+  context->in_pool = false;
+  g_atomic_int_dec_and_test (&context->server->in_pool);
+}
+
+/* ---- the request's life ---- */
+
+/* After the precheck, if any: its refusal, the body limit it may have lowered, then where the
+ * body will go. */
+static enum MHD_Result
+prepare_body (request_context *context)
+{
+  gn_http_request *request = &context->request;
+
+  context->phase = PHASE_BODY;
+  if (context->precheck_refused)
+    return answered_before_body (context);
+  if (context->content_length > 0 && (guint64)context->content_length > context->limit)
+    return refuse_declared_length (context);
+  if (context->content_length > 0) {
+    if (request->route->flags & GN_ROUTE_RAW_BODY
+        && (size_t)context->content_length > context->server->spool_threshold) {
+      open_spool (context);
+    } else {
+      context->buffer_size = (size_t)context->content_length + 1;
+      context->buffer = gn_arena_alloc (request->arena, context->buffer_size);
+    }
+  }
+  return MHD_YES;
+}
+
 static enum MHD_Result
 start_request (request_context *context, struct MHD_Connection *connection, const char *method)
 {
@@ -999,12 +1465,12 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
   gn_http_server *server = context->server;
   const char *header, *query;
   gn_route_result result;
-  bool has_body = false;
-  gint64 content_length = -1;
 
-  context->started = true;
+  context->phase = PHASE_BODY;
+  context->content_length = -1;
   request->connection = connection;
   request->method = method;
+  connection_in_request (server, connection, true);
 
   header = gn_http_header (request, "X-Request-Id");
   if (request_id_is_sane (header)) {
@@ -1050,14 +1516,14 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
                                                                           : server->max_body;
   header = gn_http_header (request, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (header != NULL) {
-    content_length = g_ascii_strtoll (header, NULL, 10);
-    has_body = content_length > 0;
+    context->content_length = g_ascii_strtoll (header, NULL, 10);
+    context->has_body = context->content_length > 0;
   }
   header = gn_http_header (request, MHD_HTTP_HEADER_TRANSFER_ENCODING);
   if (header != NULL && g_ascii_strcasecmp (header, "identity") != 0)
-    has_body = true;
+    context->has_body = true;
 
-  if (content_length > 0 && (guint64)content_length > context->limit)
+  if (context->content_length > 0 && (guint64)context->content_length > context->limit)
     return refuse_declared_length (context);
   if (context->pending_status != 0 || context->preflight)
     return MHD_YES;
@@ -1070,7 +1536,7 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
     context->hold_answer = true;
     bool admitted = server->admit (server->admit_data, request);
     if (!admitted || request->status != 0)
-      return answered_before_body (context, has_body, content_length);
+      return answered_before_body (context);
     context->hold_answer = false;
   }
 
@@ -1088,33 +1554,19 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
     return MHD_YES;
   }
 
-  if (has_body && !(request->route->flags & GN_ROUTE_RAW_BODY)
+  if (context->has_body && !(request->route->flags & GN_ROUTE_RAW_BODY)
       && !content_type_is_json (gn_http_header (request, MHD_HTTP_HEADER_CONTENT_TYPE))) {
     set_pending (context, 415, "unsupported_media_type", "The request body must be JSON");
     return MHD_YES;
   }
 
   if (request->route->precheck != NULL) {
-    context->hold_answer = true;
-    bool go_on = request->route->precheck (request, request->route->data);
-    if (!go_on || request->status != 0)
-      return answered_before_body (context, has_body, content_length);
-    context->hold_answer = false;
-    /* The precheck may have lowered the limit (an upload URL names its size). */
-    if (content_length > 0 && (guint64)content_length > context->limit)
-      return refuse_declared_length (context);
+    /* It may block (a call to the service that can judge an upload URL). */
+    if (server->workers != NULL)
+      return submit (context, PHASE_PRECHECK);
+    run_precheck (context);
   }
-
-  if (content_length > 0) {
-    if (request->route->flags & GN_ROUTE_RAW_BODY
-        && (size_t)content_length > server->spool_threshold) {
-      open_spool (context);
-    } else {
-      context->buffer_size = (size_t)content_length + 1;
-      context->buffer = gn_arena_alloc (request->arena, context->buffer_size);
-    }
-  }
-  return MHD_YES;
+  return prepare_body (context);
 }
 
 static enum MHD_Result
@@ -1150,12 +1602,9 @@ finish_request (request_context *context)
       context->buffer[request->body_len] = '\0';
       request->body = context->buffer;
     }
-    request->route->handler (request, request->route->data);
-    discard_spool (context);
-    if (request->status == 0) {
-      gn_error ("handler of %s %s answered nothing", request->method, request->route->name);
-      gn_http_respond_error (request, 500, "internal_error", "Internal error");
-    }
+    if (context->server->workers != NULL)
+      return submit (context, PHASE_HANDLER);
+    run_handler (context);
   }
   return context->queue_failed ? MHD_NO : MHD_YES;
 }
@@ -1169,8 +1618,24 @@ access_handler (void *cls, struct MHD_Connection *connection, const char *url, c
 
   if (context == NULL)
     return MHD_NO;
-  if (!context->started)
-    return start_request (context, connection, method);
+  switch (context->phase) {
+    case PHASE_NEW:
+      return start_request (context, connection, method);
+    case PHASE_PRECHECK_DONE: /* libmicrohttpd repeats the first call after the resume */
+      back_from_pool (context);
+      gn_log_set_service (context->server->name);
+      gn_log_set_request_id (context->request.request_id);
+      return prepare_body (context);
+    case PHASE_HANDLER_DONE: /* and the final call */
+      back_from_pool (context);
+      release_held_answer (context);
+      return context->queue_failed ? MHD_NO : MHD_YES;
+    case PHASE_PRECHECK:
+    case PHASE_HANDLER: /* not called while suspended */
+      return MHD_YES;
+    case PHASE_BODY:
+      break;
+  }
 
   if (*upload_data_size > 0) {
     if (context->request.status == 0) {
@@ -1201,6 +1666,7 @@ uri_log_callback (void *cls, const char *uri, struct MHD_Connection *connection)
   context->request.path = context->target;
   context->spool_fd = -1;
   context->headers_tail = &context->headers;
+  g_atomic_int_inc (&context->server->active_requests);
   return context;
 }
 
@@ -1219,6 +1685,9 @@ request_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
   *con_cls = NULL;
   request = &context->request;
 
+  back_from_pool (context);
+  if (context->phase != PHASE_NEW)
+    connection_in_request (server, connection, false);
   discard_spool (context);
   free_form (context);
   if (context->held != NULL) {
@@ -1252,6 +1721,7 @@ request_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
   gn_log_set_request_id (NULL);
 
   gn_arena_free (request->arena);
+  g_atomic_int_dec_and_test (&server->active_requests);
 }
 
 /* Query values: %XX and '+' (a space in form encoding) decoded in place.  Paths are not
@@ -1278,11 +1748,20 @@ unescape_query (void *cls, struct MHD_Connection *connection, char *s)
 static void mhd_logger (void *cls, const char *fmt, va_list ap)
     __attribute__ ((format (printf, 2, 0)));
 
+/* At most this many libmicrohttpd warnings a second: under a flood of connections it would
+ * write one line per refused connection.  The reaper reports how many were dropped. */
+#define MHD_LOG_PER_SECOND 10
+
 static void
 mhd_logger (void *cls, const char *fmt, va_list ap)
 {
+  gn_http_server *server = cls;
   size_t len;
 
+  if (server != NULL && g_atomic_int_add (&server->mhd_log_lines, 1) >= MHD_LOG_PER_SECOND) {
+    g_atomic_int_inc (&server->mhd_log_dropped);
+    return;
+  }
   vsnprintf (last_mhd_error, sizeof last_mhd_error, fmt, ap);
   len = strlen (last_mhd_error);
   while (len > 0 && (last_mhd_error[len - 1] == '\n' || last_mhd_error[len - 1] == ' '))
@@ -1293,6 +1772,29 @@ mhd_logger (void *cls, const char *fmt, va_list ap)
 /* ---- the server ---- */
 
 static void
+stop_threads (gn_http_server *server)
+{
+  if (server->reaper != NULL) {
+    g_mutex_lock (&server->reaper_lock);
+    server->reaper_stop = true;
+    g_cond_signal (&server->reaper_wake);
+    g_mutex_unlock (&server->reaper_lock);
+    g_thread_join (server->reaper);
+    server->reaper = NULL;
+  }
+  if (server->workers != NULL) {
+    g_mutex_lock (&server->pool_lock);
+    server->stopping = true;
+    g_cond_broadcast (&server->pool_wake);
+    g_mutex_unlock (&server->pool_lock);
+    for (unsigned i = 0; i < server->n_workers; i++)
+      if (server->workers[i] != NULL)
+        g_thread_join (server->workers[i]);
+    g_clear_pointer (&server->workers, g_free);
+  }
+}
+
+static void
 server_free (gn_http_server *server)
 {
   g_free (server->name);
@@ -1301,7 +1803,46 @@ server_free (gn_http_server *server)
   g_free (server->public_url);
   if (server->trusted_proxies != NULL)
     g_ptr_array_unref (server->trusted_proxies);
+  g_hash_table_unref (server->per_ip);
+  g_mutex_clear (&server->pool_lock);
+  g_cond_clear (&server->pool_wake);
+  g_mutex_clear (&server->connections_lock);
+  g_mutex_clear (&server->reaper_lock);
+  g_cond_clear (&server->reaper_wake);
   g_free (server);
+}
+
+/* Raises the soft limit on open files to the hard one (once per process) and returns how many
+ * connections fit under it, leaving FD_RESERVE descriptors for everything else. */
+static unsigned
+connections_allowed_by_fd_limit (const char *name, unsigned wanted)
+{
+  static gsize raised = 0;
+  struct rlimit limit;
+  rlim_t usable;
+
+  if (getrlimit (RLIMIT_NOFILE, &limit) != 0)
+    return wanted;
+  if (g_once_init_enter (&raised)) {
+    if (limit.rlim_cur < limit.rlim_max) {
+      rlim_t old = limit.rlim_cur;
+
+      limit.rlim_cur = limit.rlim_max;
+      if (setrlimit (RLIMIT_NOFILE, &limit) == 0)
+        gn_info ("raised the open file limit from %llu to %llu", (unsigned long long)old,
+                 (unsigned long long)limit.rlim_cur);
+      else
+        getrlimit (RLIMIT_NOFILE, &limit);
+    }
+    g_once_init_leave (&raised, 1);
+  }
+  usable = limit.rlim_cur > 2 * FD_RESERVE ? limit.rlim_cur - FD_RESERVE : limit.rlim_cur / 2;
+  if ((rlim_t)wanted <= usable)
+    return wanted;
+  gn_warn ("%s: at most %llu connections instead of %u: the process may open %llu files "
+           "(raise the hard limit, e.g. LimitNOFILE=, to allow more)",
+           name, (unsigned long long)usable, wanted, (unsigned long long)limit.rlim_cur);
+  return (unsigned)usable;
 }
 
 gn_http_server *
@@ -1312,24 +1853,29 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
   g_autoptr (GInetAddress) inet = NULL;
   g_autoptr (GSocketAddress) socket_address = NULL;
   struct sockaddr_storage native;
-  unsigned flags = MHD_USE_ERROR_LOG;
-  unsigned threads
-      = options->threads > 0 ? (unsigned)options->threads : 2 * g_get_num_processors ();
+  unsigned flags = MHD_USE_ERROR_LOG | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC;
+  unsigned cores = g_get_num_processors ();
+  unsigned threads;
   unsigned connection_limit
       = options->max_connections > 0 ? (unsigned)options->max_connections : DEFAULT_MAX_CONNECTIONS;
-
-  /* Handlers that wait on an upstream call (the gateway's gRPC calls) get a thread per
-   * connection: in a shared epoll pool one waiting handler would stall every other connection
-   * of its thread.  Handlers that never wait (the CDN's sendfile) share the epoll pool. */
-  if (options->blocking_handlers)
-    flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
-  else
-    flags |= MHD_USE_EPOLL_INTERNAL_THREAD;
   unsigned timeout = options->connection_timeout_s > 0 ? (unsigned)options->connection_timeout_s
                                                        : DEFAULT_CONNECTION_TIMEOUT_S;
+  unsigned header_timeout = options->header_timeout_s > 0 ? (unsigned)options->header_timeout_s
+                                                          : DEFAULT_HEADER_TIMEOUT_S;
 
   g_return_val_if_fail (options->router != NULL, NULL);
   g_return_val_if_fail (options->port >= 0 && options->port <= 65535, NULL);
+
+  /* Connections are held by epoll event threads, whatever their number.  Handlers that wait on
+   * an upstream call (the gateway's gRPC calls) run on the worker pool, so that the event
+   * threads never wait; handlers that never wait (the CDN's sendfile) run inline, which saves
+   * the two thread hand-offs. */
+  if (options->threads > 0)
+    threads = (unsigned)options->threads;
+  else
+    threads = options->blocking_handlers ? cores : 2 * cores;
+  if (options->blocking_handlers)
+    flags |= MHD_ALLOW_SUSPEND_RESUME;
 
   inet = g_inet_address_new_from_string (address);
   if (inet == NULL) {
@@ -1365,6 +1911,20 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
   server->data = options->data;
   server->admit = options->admit;
   server->admit_data = options->admit_data;
+  server->queue_max = options->queue_max > 0 ? (unsigned)options->queue_max : DEFAULT_QUEUE_MAX;
+  server->stop_grace_ms
+      = options->stop_grace_ms > 0 ? options->stop_grace_ms : DEFAULT_STOP_GRACE_MS;
+  server->max_per_ip = options->max_connections_per_ip > 0
+                           ? (unsigned)options->max_connections_per_ip
+                           : DEFAULT_MAX_CONNECTIONS_PER_IP;
+  server->header_timeout_us = (gint64)header_timeout * G_USEC_PER_SEC;
+  server->per_ip = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_mutex_init (&server->pool_lock);
+  g_cond_init (&server->pool_wake);
+  g_queue_init (&server->jobs);
+  g_mutex_init (&server->connections_lock);
+  g_mutex_init (&server->reaper_lock);
+  g_cond_init (&server->reaper_wake);
   if (options->public_url != NULL && options->public_url[0] != '\0') {
     server->public_url = g_strdup (options->public_url);
     while (g_str_has_suffix (server->public_url, "/"))
@@ -1388,29 +1948,23 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
       g_ptr_array_add (server->trusted_proxies, mask);
     }
   }
+  connection_limit = connections_allowed_by_fd_limit (server->name, connection_limit);
 
   last_mhd_error[0] = '\0';
-  /* The pool size is only given in pool mode: libmicrohttpd warns about it otherwise. */
-  struct MHD_OptionItem pool[] = {
-    { MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL },
-    { MHD_OPTION_END, 0, NULL },
-  };
-  if (options->blocking_handlers)
-    pool[0].option = MHD_OPTION_END;
-
   /* One option per line reads better than what clang-format would make of it. */
   /* clang-format off */
   server->daemon = MHD_start_daemon (
-      flags, (uint16_t) options->port, NULL, NULL, access_handler, server,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+      flags, (uint16_t) options->port, accept_policy, server, access_handler, server,
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, server,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &native,
-      MHD_OPTION_ARRAY, pool,
+      MHD_OPTION_THREAD_POOL_SIZE, threads,
       MHD_OPTION_CONNECTION_LIMIT, connection_limit,
       MHD_OPTION_CONNECTION_TIMEOUT, timeout,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONNECTION_MEMORY_LIMIT,
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) LISTEN_BACKLOG,
       MHD_OPTION_URI_LOG_CALLBACK, uri_log_callback, server,
       MHD_OPTION_NOTIFY_COMPLETED, request_completed, server,
+      MHD_OPTION_NOTIFY_CONNECTION, notify_connection, server,
       MHD_OPTION_UNESCAPE_CALLBACK, unescape_query, NULL,
       MHD_OPTION_END);
   /* clang-format on */
@@ -1420,6 +1974,14 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
                  last_mhd_error);
     server_free (server);
     return NULL;
+  }
+
+  server->reaper = g_thread_new ("http-reaper", reaper_main, server);
+  if (options->blocking_handlers) {
+    server->n_workers = options->workers > 0 ? (unsigned)options->workers : 4 * cores;
+    server->workers = g_new0 (GThread *, server->n_workers);
+    for (unsigned i = 0; i < server->n_workers; i++)
+      server->workers[i] = g_thread_new ("http-worker", worker_main, server);
   }
   return server;
 }
@@ -1433,11 +1995,69 @@ gn_http_server_port (gn_http_server *server)
   return info != NULL ? info->port : -1;
 }
 
-void
+/* Answers every queued job with 503 and hands its connection back to the event threads. */
+static void
+drop_queued_jobs (gn_http_server *server)
+{
+  GQueue dropped = G_QUEUE_INIT;
+  GList *link;
+
+  g_mutex_lock (&server->pool_lock);
+  server->stopping = true;
+  while ((link = g_queue_pop_head_link (&server->jobs)) != NULL)
+    g_queue_push_tail_link (&dropped, link);
+  g_cond_broadcast (&server->pool_wake);
+  g_mutex_unlock (&server->pool_lock);
+
+  while ((link = g_queue_pop_head_link (&dropped)) != NULL) {
+    request_context *context = link->data;
+
+    context->hold_answer = true;
+    refuse_busy (context);
+    if (context->phase == PHASE_PRECHECK) {
+      context->precheck_refused = true;
+      context->phase = PHASE_PRECHECK_DONE;
+    } else {
+      context->phase = PHASE_HANDLER_DONE;
+    }
+    MHD_resume_connection (context->request.connection);
+  }
+}
+
+bool
 gn_http_server_stop (gn_http_server *server)
 {
+  gint64 deadline;
+  MHD_socket listener;
+  int left;
+
   if (server == NULL)
-    return;
+    return true;
+  deadline = g_get_monotonic_time () + (gint64)server->stop_grace_ms * 1000;
+
+  /* No new connections; requests already begun get until the deadline to be answered. */
+  listener = MHD_quiesce_daemon (server->daemon);
+  if (listener != MHD_INVALID_SOCKET)
+    close (listener);
+  if (server->workers != NULL)
+    drop_queued_jobs (server);
+  while (
+      (g_atomic_int_get (&server->in_pool) > 0 || g_atomic_int_get (&server->active_requests) > 0)
+      && g_get_monotonic_time () < deadline)
+    g_usleep (10 * 1000);
+
+  /* A connection still suspended for a handler cannot be closed under it (libmicrohttpd aborts
+   * when stopped with suspended connections): the server is left to the process's exit. */
+  left = g_atomic_int_get (&server->in_pool);
+  if (left > 0) {
+    gn_log_set_service (server->name);
+    gn_error ("%d handlers still running %d ms after the stop began: leaving them to the "
+              "process's exit",
+              left, server->stop_grace_ms);
+    return false;
+  }
   MHD_stop_daemon (server->daemon);
+  stop_threads (server);
   server_free (server);
+  return true;
 }

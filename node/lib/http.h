@@ -1,10 +1,21 @@
 /* http.h - the HTTP listener shared by the gateway and the CDN, on libmicrohttpd.
  *
- * libmicrohttpd runs an epoll thread pool.  For each request the access handler returns MHD_YES
- * on its first call (queueing a response there would force "Connection: close"), streams the
+ * libmicrohttpd's epoll event threads hold the connections: an idle or slow connection costs
+ * memory (~16 KiB), never a thread.  For each request the access handler returns MHD_YES on
+ * its first call (queueing a response there would force "Connection: close"), streams the
  * upload into the request's arena (or, past a threshold, into a spool file) while enforcing
  * the route's body limit (413 as soon as Content-Length or the received bytes exceed it),
  * then dispatches through the router on the final call.
+ *
+ * Handlers that wait (blocking_handlers: the gateway's gRPC calls) and routes' prechecks run on
+ * a bounded pool of worker threads while their connection is suspended, so the event threads
+ * never wait; a full queue is answered 503 with Retry-After at once.  The admit hook and
+ * everything else before the body run on the event thread and must not block.  Handlers that
+ * never wait (the CDN's sendfile) run inline on the event thread.
+ *
+ * Bounds on what clients can hold: connections in all and per address (trusted proxies
+ * exempt), an inactivity timeout, a time limit on receiving headers (slowloris), 16 KiB of
+ * headers (431 beyond), and a stop that never waits longer than its grace.
  *
  * Around every handler this layer does, in one place: request id (from X-Request-Id or new),
  * CORS (preflights answered here, Access-Control-Allow-Origin on every answer for allowed
@@ -68,11 +79,11 @@ typedef struct {
 typedef void (*gn_http_observer) (void *data, const gn_http_report *report);
 
 typedef struct {
-  const char *name;       /* "gateway" or "cdn": log service name */
-  const char *address;    /* bind address, default "0.0.0.0" */
-  int port;               /* 0 picks one (see gn_http_server_port) */
-  int threads;            /* libmicrohttpd pool size; default 2 * cores */
-  size_t max_body;        /* default body limit, bytes (default 1 MiB) */
+  const char *name;    /* "gateway" or "cdn": log service name */
+  const char *address; /* bind address, default "0.0.0.0" */
+  int port;            /* 0 picks one (see gn_http_server_port) */
+  int threads;         /* epoll event threads; default 2 * cores, or cores with blocking_handlers */
+  size_t max_body;     /* default body limit, bytes (default 1 MiB) */
   size_t spool_threshold; /* RAW_BODY bodies larger than this go to a temp file (default 256 KiB) */
   const char *spool_dir;  /* for those files (default g_get_tmp_dir) */
   const char *cors_origins; /* comma-separated; "*" = any */
@@ -81,12 +92,22 @@ typedef struct {
   void *auth_data;
   gn_http_observer observer;
   void *observer_data;
-  void *data;               /* copied to request->server_data */
-  int connection_timeout_s; /* an idle or stalled connection is closed after this (default 60) */
-  bool blocking_handlers;   /* handlers wait on upstream calls: one thread per connection
-                             * instead of the epoll pool (`threads` is then unused) */
-  int max_connections;      /* concurrent connections (default 1024); more are refused */
-  gn_http_admit admit;      /* optional, see gn_http_admit */
+  void *data;                 /* copied to request->server_data */
+  int connection_timeout_s;   /* a connection on which nothing arrives for this long is closed:
+                               * idle keep-alive, stalled headers or body (default 60) */
+  int header_timeout_s;       /* a request's headers must be complete this long after their first
+                               * byte (checked every half of it; default 30) */
+  bool blocking_handlers;     /* handlers and prechecks wait on upstream calls: they run on a pool
+                               * of `workers` threads while the connection is suspended */
+  int workers;                /* blocking_handlers: pool size (default 4 * cores) */
+  int queue_max;              /* blocking_handlers: requests waiting for a worker (default 1024);
+                               * beyond, 503 with Retry-After at once */
+  int max_connections;        /* concurrent connections (default 16384, lowered to what the open
+                               * file limit allows); more are refused */
+  int max_connections_per_ip; /* per client address (default 256); trusted proxies are exempt */
+  int stop_grace_ms;          /* gn_http_server_stop waits this long for requests in progress
+                               * (default 5000) */
+  gn_http_admit admit;        /* optional, see gn_http_admit */
   void *admit_data;
   const char *public_url;      /* how clients reach this server ("https://photos.example.org");
                                 * NULL or "": derived from each request, see gn_http_base_url */
@@ -98,7 +119,12 @@ typedef struct gn_http_server gn_http_server;
 
 gn_http_server *gn_http_server_start (const gn_http_server_options *options, GError **error);
 int gn_http_server_port (gn_http_server *server);
-void gn_http_server_stop (gn_http_server *server);
+/* Stops accepting, answers requests still queued for a worker with 503, gives requests in
+ * progress until stop_grace_ms to finish, then closes every connection and frees the server.
+ * Returns false if handlers were still running at the deadline: the server is then left
+ * running (its memory in use by them) to the process's exit, so route data must not be freed
+ * either. */
+bool gn_http_server_stop (gn_http_server *server);
 
 /* Request accessors. */
 const char *gn_http_header (gn_http_request *request, const char *name);

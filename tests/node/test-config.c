@@ -95,6 +95,12 @@ test_defaults (void)
   g_assert_cmpstr (config->trusted_proxies, ==, "");
   g_assert_cmpint (config->cdn_port, ==, GN_CONFIG_PORT_UNSET);
   g_assert_cmpstr (config->cdn_public_url, ==, "");
+  g_assert_cmpint (config->gateway_workers, ==, 0);
+  g_assert_cmpint (config->gateway_queue_max, ==, 1024);
+  g_assert_cmpint (config->gateway_max_connections, ==, 16384);
+  g_assert_cmpint (config->gateway_max_connections_per_ip, ==, 256);
+  g_assert_cmpint (config->gateway_idle_timeout_s, ==, 60);
+  g_assert_cmpint (config->gateway_header_timeout_s, ==, 30);
 
   g_assert_cmpstr (config->database_url, ==, "");
   g_assert_cmpstr (config->redis_url, ==, "");
@@ -314,6 +320,9 @@ test_bad_values (void)
     { "rpc.deadline_ms", "-5", GN_CONFIG_ERROR_INVALID_VALUE },
     { "gateway.threads", "many", GN_CONFIG_ERROR_INVALID_VALUE },
     { "gateway.max_body_bytes", "0", GN_CONFIG_ERROR_INVALID_VALUE },
+    { "gateway.queue_max", "0", GN_CONFIG_ERROR_INVALID_VALUE },
+    { "gateway.max_connections_per_ip", "0", GN_CONFIG_ERROR_INVALID_VALUE },
+    { "gateway.header_timeout_s", "3601", GN_CONFIG_ERROR_INVALID_VALUE },
     { "gateway.address", "", GN_CONFIG_ERROR_INVALID_VALUE },
     { "gateway.public_url", "localhost:8080", GN_CONFIG_ERROR_INVALID_VALUE },
     { "cdn.public_url", "cdn.example", GN_CONFIG_ERROR_INVALID_VALUE },

@@ -1,8 +1,12 @@
 /* test-http.c - the HTTP layer on a real libmicrohttpd server (127.0.0.1, port 0), driven by a
  * real HTTP client (libsoup's synchronous API). */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -13,6 +17,16 @@
 #define MAX_BODY 1024
 #define SPOOL_THRESHOLD (64 * 1024)
 #define UPLOAD_MAX (4 * 1024 * 1024)
+
+/* How a fixture's server runs its handlers: inline on the event threads, or on the worker pool
+ * (blocking_handlers); every fixture test runs both ways. */
+typedef struct {
+  int connection_timeout_s;
+  gboolean pool;
+} server_mode;
+
+static const server_mode inline_mode = { 0, FALSE };
+static const server_mode pool_mode = { 0, TRUE };
 
 typedef struct {
   gn_router *router;
@@ -237,7 +251,9 @@ fixture_setup (fixture *f, gconstpointer data)
     .router = f->router,
     .authenticate = authenticate,
     .observer = observe,
-    .connection_timeout_s = GPOINTER_TO_INT (data),
+    .connection_timeout_s = ((const server_mode *)data)->connection_timeout_s,
+    .blocking_handlers = ((const server_mode *)data)->pool,
+    .workers = 2,
     .admit = admit,
   };
   f->server = gn_http_server_start (&options, &error);
@@ -1330,38 +1346,515 @@ test_multipart_refusals (fixture *f, gconstpointer data)
   g_assert_true (dir_is_empty (f->spool_dir));
 }
 
+/* ---- connections: the worker pool, caps and timeouts, on raw sockets ---- */
+
+/* A gate the slow handlers and prechecks wait at until the test opens it. */
+static GMutex gate_lock;
+static GCond gate_cond;
+static gboolean gate_open;
+static int gate_waiting;
+
+static void
+gate_pass (void)
+{
+  g_mutex_lock (&gate_lock);
+  gate_waiting++;
+  g_cond_broadcast (&gate_cond);
+  while (!gate_open)
+    g_cond_wait (&gate_cond, &gate_lock);
+  gate_waiting--;
+  g_mutex_unlock (&gate_lock);
+}
+
+static void
+gate_reset (void)
+{
+  g_mutex_lock (&gate_lock);
+  gate_open = FALSE;
+  g_mutex_unlock (&gate_lock);
+}
+
+static void
+gate_release (void)
+{
+  g_mutex_lock (&gate_lock);
+  gate_open = TRUE;
+  g_cond_broadcast (&gate_cond);
+  g_mutex_unlock (&gate_lock);
+}
+
+/* Waits until n callers wait at the gate. */
+static void
+gate_wait_for (int n)
+{
+  gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+
+  g_mutex_lock (&gate_lock);
+  while (gate_waiting < n)
+    g_assert_true (g_cond_wait_until (&gate_cond, &gate_lock, deadline));
+  g_mutex_unlock (&gate_lock);
+}
+
+static void
+handle_slow (gn_http_request *request, void *data)
+{
+  gate_pass ();
+  gn_http_respond_json (request, 200, "{}", 2);
+}
+
+static bool
+precheck_slow (gn_http_request *request, void *data)
+{
+  gate_pass ();
+  return true;
+}
+
+static gn_http_server *
+start_server (gn_router *router, const gn_http_server_options *extra)
+{
+  g_autoptr (GError) error = NULL;
+  gn_http_server_options options = *extra;
+  gn_http_server *server;
+
+  options.name = "test";
+  options.address = "127.0.0.1";
+  options.router = router;
+  server = gn_http_server_start (&options, &error);
+  g_assert_no_error (error);
+  return server;
+}
+
+/* A TCP connection to 127.0.0.1:port from the address `source` (NULL: any). */
+static int
+connect_from (const char *source, int port)
+{
+  struct sockaddr_in address = { .sin_family = AF_INET };
+  int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  g_assert_cmpint (fd, >=, 0);
+  if (source != NULL) {
+    g_assert_cmpint (inet_pton (AF_INET, source, &address.sin_addr), ==, 1);
+    g_assert_cmpint (bind (fd, (struct sockaddr *)&address, sizeof address), ==, 0);
+  }
+  address.sin_port = htons ((uint16_t)port);
+  inet_pton (AF_INET, "127.0.0.1", &address.sin_addr);
+  g_assert_cmpint (connect (fd, (struct sockaddr *)&address, sizeof address), ==, 0);
+  return fd;
+}
+
+static void
+send_text (int fd, const char *text)
+{
+  size_t len = strlen (text);
+
+  while (len > 0) {
+    ssize_t n = send (fd, text, len, MSG_NOSIGNAL);
+    g_assert_cmpint (n, >, 0);
+    text += n;
+    len -= (size_t)n;
+  }
+}
+
+/* Reads one answer (headers and a Content-Length body); returns its status, or 0 if the
+ * connection closed or nothing came within timeout_ms. */
+static int
+read_status (int fd, int timeout_ms, GString *out)
+{
+  g_autoptr (GString) data = g_string_new (NULL);
+  gint64 deadline = g_get_monotonic_time () + (gint64)timeout_ms * 1000;
+
+  for (;;) {
+    const char *end = strstr (data->str, "\r\n\r\n");
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    char buffer[4096];
+    int left = (int)((deadline - g_get_monotonic_time ()) / 1000);
+    ssize_t n;
+
+    if (end != NULL) {
+      const char *length = strstr (data->str, "Content-Length: ");
+      size_t body = length != NULL && length < end ? strtoul (length + 16, NULL, 10) : 0;
+      if (data->len >= (size_t)(end + 4 - data->str) + body) {
+        if (out != NULL)
+          g_string_assign (out, data->str);
+        return g_str_has_prefix (data->str, "HTTP/1.1 ") ? atoi (data->str + 9) : -1;
+      }
+    }
+    if (left <= 0 || poll (&pfd, 1, left) <= 0)
+      return 0;
+    n = recv (fd, buffer, sizeof buffer, 0);
+    if (n <= 0)
+      return 0;
+    g_string_append_len (data, buffer, n);
+  }
+}
+
+static int
+get_status (int fd, const char *path, int timeout_ms)
+{
+  g_autofree char *request = g_strdup_printf ("GET %s HTTP/1.1\r\nHost: test\r\n\r\n", path);
+
+  send_text (fd, request);
+  return read_status (fd, timeout_ms, NULL);
+}
+
+/* Whether the server closed fd within timeout_ms (EOF or reset, not just silence). */
+static gboolean
+closed_within (int fd, int timeout_ms)
+{
+  struct pollfd pfd = { .fd = fd, .events = POLLIN };
+  char buffer[256];
+
+  if (poll (&pfd, 1, timeout_ms) <= 0)
+    return FALSE;
+  return recv (fd, buffer, sizeof buffer, MSG_DONTWAIT) <= 0;
+}
+
+static int
+thread_count (void)
+{
+  g_autofree char *status = NULL;
+  const char *line;
+
+  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
+  line = strstr (status, "\nThreads:");
+  g_assert_nonnull (line);
+  return atoi (line + strlen ("\nThreads:"));
+}
+
+/* Slow handlers take both workers and fill the queue of two; the next requests are answered
+ * 503 with Retry-After at once, and the queued ones are served once the workers are free. */
+static void
+test_pool_queue_full (void)
+{
+  gn_router *router = gn_router_new ();
+  gn_http_server_options options
+      = { .threads = 1, .blocking_handlers = true, .workers = 2, .queue_max = 2 };
+  gn_http_server *server;
+  int fds[6];
+  int port;
+  g_autoptr (GString) answer = g_string_new (NULL);
+
+  gn_router_add (router, "GET", "/slow", handle_slow, NULL, 0);
+  gn_router_add (router, "GET", "/items/{id}", handle_item, NULL, 0);
+  server = start_server (router, &options);
+  port = gn_http_server_port (server);
+  gate_reset ();
+
+  for (int i = 0; i < 6; i++)
+    fds[i] = connect_from (NULL, port);
+  send_text (fds[0], "GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
+  send_text (fds[1], "GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
+  gate_wait_for (2);
+  send_text (fds[2], "GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
+  send_text (fds[3], "GET /items/1 HTTP/1.1\r\nHost: test\r\n\r\n");
+  g_usleep (200 * 1000); /* both queued */
+
+  for (int i = 4; i < 6; i++) {
+    gint64 start = g_get_monotonic_time ();
+    g_assert_cmpint (read_status (fds[i], 0, NULL), ==, 0);
+    send_text (fds[i], "GET /items/2 HTTP/1.1\r\nHost: test\r\n\r\n");
+    g_assert_cmpint (read_status (fds[i], 2000, answer), ==, 503);
+    g_assert_nonnull (strstr (answer->str, "\r\nRetry-After: 1\r\n"));
+    g_assert_cmpint (g_get_monotonic_time () - start, <, G_USEC_PER_SEC);
+  }
+
+  gate_release ();
+  for (int i = 0; i < 4; i++)
+    g_assert_cmpint (read_status (fds[i], 5000, NULL), ==, 200);
+  /* The refused connections are kept and served again once there is room. */
+  g_assert_cmpint (get_status (fds[4], "/items/3", 5000), ==, 200);
+  for (int i = 0; i < 6; i++)
+    close (fds[i]);
+  g_assert_true (gn_http_server_stop (server));
+  gn_router_free (router);
+}
+
+/* A precheck that blocks holds one worker, not the server: other connections are answered. */
+static void
+test_pool_slow_precheck (void)
+{
+  gn_router *router = gn_router_new ();
+  gn_http_server_options options = { .threads = 1, .blocking_handlers = true, .workers = 2 };
+  gn_http_server *server;
+  gn_route *route;
+  int slow, quick, port;
+  gint64 start;
+
+  route = gn_router_add (router, "PUT", "/gated/{name}", handle_upload, NULL, GN_ROUTE_RAW_BODY);
+  route->precheck = precheck_slow;
+  gn_router_add (router, "GET", "/items/{id}", handle_item, NULL, 0);
+  server = start_server (router, &options);
+  port = gn_http_server_port (server);
+  gate_reset ();
+
+  slow = connect_from (NULL, port);
+  send_text (slow, "PUT /gated/a HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello");
+  gate_wait_for (1);
+
+  quick = connect_from (NULL, port);
+  start = g_get_monotonic_time ();
+  for (int i = 0; i < 20; i++)
+    g_assert_cmpint (get_status (quick, "/items/1", 2000), ==, 200);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 2 * G_USEC_PER_SEC);
+  g_assert_cmpint (read_status (slow, 0, NULL), ==, 0);
+
+  gate_release ();
+  g_assert_cmpint (read_status (slow, 5000, NULL), ==, 201);
+  /* The same connection goes on with the next request (kept alive across the suspension). */
+  g_assert_cmpint (get_status (slow, "/items/2", 2000), ==, 200);
+  close (slow);
+  close (quick);
+  g_assert_true (gn_http_server_stop (server));
+  gn_router_free (router);
+}
+
+#define IDLE_CONNECTIONS 2000
+
+/* Idle connections cost no thread: 2,000 of them are held while other clients are served,
+ * and the held ones still answer. */
+static void
+test_idle_connections (void)
+{
+  gn_router *router = gn_router_new ();
+  gn_http_server_options options = { .threads = 1, .blocking_handlers = true, .workers = 4 };
+  gn_http_server *server;
+  int *fds = g_new (int, IDLE_CONNECTIONS);
+  int port, before, during, fresh;
+
+  gn_router_add (router, "GET", "/items/{id}", handle_item, NULL, 0);
+  server = start_server (router, &options); /* also raises this process's open file limit */
+  port = gn_http_server_port (server);
+  before = thread_count ();
+
+  /* Half have made a request (idle keep-alive), half have sent nothing yet; from ten
+   * addresses, as many clients would (each stays under the per-address cap). */
+  for (int i = 0; i < IDLE_CONNECTIONS; i++) {
+    char source[32];
+
+    g_snprintf (source, sizeof source, "127.0.0.%d", 2 + i % 10);
+    fds[i] = connect_from (source, port);
+    if (i % 2 == 0)
+      g_assert_cmpint (get_status (fds[i], "/items/1", 5000), ==, 200);
+  }
+  for (int i = 0; i < 50; i++) {
+    fresh = connect_from (NULL, port);
+    g_assert_cmpint (get_status (fresh, "/items/2", 5000), ==, 200);
+    close (fresh);
+  }
+  during = thread_count ();
+  g_test_message ("threads: %d before, %d with %d idle connections", before, during,
+                  IDLE_CONNECTIONS);
+  g_assert_cmpint (during, <=, before + 2);
+  g_assert_cmpint (get_status (fds[1], "/items/3", 5000), ==, 200);
+  g_assert_cmpint (get_status (fds[IDLE_CONNECTIONS - 2], "/items/4", 5000), ==, 200);
+
+  for (int i = 0; i < IDLE_CONNECTIONS; i++)
+    close (fds[i]);
+  g_free (fds);
+  g_assert_true (gn_http_server_stop (server));
+  gn_router_free (router);
+}
+
+/* An address holding its cap of connections gets no more; another address does; a trusted
+ * proxy is exempt; a closed connection frees its place. */
+static void
+test_per_ip_cap (void)
+{
+  gn_router *router = gn_router_new ();
+  gn_http_server_options options
+      = { .threads = 1, .max_connections_per_ip = 3, .trusted_proxies = "127.0.0.4" };
+  gn_http_server *server;
+  int held[3], extra, other, proxy[5], port;
+  gboolean refused_freed = FALSE;
+
+  gn_router_add (router, "GET", "/items/{id}", handle_item, NULL, 0);
+  server = start_server (router, &options);
+  port = gn_http_server_port (server);
+
+  for (int i = 0; i < 3; i++) {
+    held[i] = connect_from ("127.0.0.1", port);
+    g_assert_cmpint (get_status (held[i], "/items/1", 5000), ==, 200);
+  }
+  extra = connect_from ("127.0.0.1", port);
+  g_assert_true (closed_within (extra, 5000));
+  close (extra);
+
+  other = connect_from ("127.0.0.2", port);
+  g_assert_cmpint (get_status (other, "/items/2", 5000), ==, 200);
+  for (int i = 0; i < 5; i++) {
+    proxy[i] = connect_from ("127.0.0.4", port);
+    g_assert_cmpint (get_status (proxy[i], "/items/3", 5000), ==, 200);
+  }
+
+  close (held[0]);
+  for (int attempt = 0; attempt < 50 && !refused_freed; attempt++) {
+    g_usleep (100 * 1000);
+    extra = connect_from ("127.0.0.1", port);
+    send_text (extra, "GET /items/4 HTTP/1.1\r\nHost: test\r\n\r\n");
+    refused_freed = read_status (extra, 2000, NULL) == 200;
+    close (extra);
+  }
+  g_assert_true (refused_freed);
+
+  for (int i = 1; i < 3; i++)
+    close (held[i]);
+  for (int i = 0; i < 5; i++)
+    close (proxy[i]);
+  close (other);
+  g_assert_true (gn_http_server_stop (server));
+  gn_router_free (router);
+}
+
+/* Headers that trickle in are cut off at the header timeout even though bytes keep coming;
+ * a connection idle after its request lives until the inactivity timeout; headers over the
+ * connection's memory limit are refused with 431. */
+static void
+test_timeouts (void)
+{
+  gn_router *router = gn_router_new ();
+  gn_http_server_options options = { .threads = 1,
+                                     .blocking_handlers = true,
+                                     .workers = 1,
+                                     .connection_timeout_s = 4,
+                                     .header_timeout_s = 1 };
+  gn_http_server *server;
+  int slow, idle, silent, big, port;
+  gint64 start;
+  gboolean closed = FALSE;
+  g_autoptr (GString) huge = g_string_new ("GET /items/1 HTTP/1.1\r\nHost: test\r\nX-Big: ");
+
+  gn_router_add (router, "GET", "/items/{id}", handle_item, NULL, 0);
+  server = start_server (router, &options);
+  port = gn_http_server_port (server);
+
+  idle = connect_from (NULL, port);
+  g_assert_cmpint (get_status (idle, "/items/1", 5000), ==, 200);
+  silent = connect_from (NULL, port);
+
+  /* A header byte every 200 ms: never idle, never done. */
+  slow = connect_from (NULL, port);
+  start = g_get_monotonic_time ();
+  send_text (slow, "GET /items/1 HTTP/1.1\r\n");
+  while (!closed && g_get_monotonic_time () - start < 6 * G_USEC_PER_SEC) {
+    closed = closed_within (slow, 200);
+    if (!closed && send (slow, "X", 1, MSG_NOSIGNAL) != 1)
+      closed = TRUE;
+  }
+  g_assert_true (closed);
+  g_assert_cmpint (g_get_monotonic_time () - start, >=, G_USEC_PER_SEC);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 4 * G_USEC_PER_SEC);
+  close (slow);
+
+  /* Idle for longer than the header timeout, still served. */
+  g_assert_cmpint (get_status (idle, "/items/2", 2000), ==, 200);
+  /* Then closed after 4 s without a byte, like the connection that never sent one. */
+  g_assert_true (closed_within (idle, 7000));
+  g_assert_true (closed_within (silent, 2000));
+  close (idle);
+  close (silent);
+
+  /* 8 KiB of headers pass (a long cookie), 20 KiB do not. */
+  big = connect_from (NULL, port);
+  for (int i = 0; i < 8 * 1024; i++)
+    g_string_append_c (huge, 'a');
+  send_text (big, huge->str);
+  send_text (big, "\r\n\r\n");
+  g_assert_cmpint (read_status (big, 5000, NULL), ==, 200);
+  close (big);
+  big = connect_from (NULL, port);
+  for (int i = 0; i < 12 * 1024; i++)
+    g_string_append_c (huge, 'a');
+  g_string_append (huge, "\r\n\r\n");
+  send_text (big, huge->str);
+  g_assert_cmpint (read_status (big, 5000, NULL), ==, 431);
+  close (big);
+
+  g_assert_true (gn_http_server_stop (server));
+  gn_router_free (router);
+}
+
+/* Stopping is bounded: a queued request is answered 503, and a handler that outlives the
+ * grace leaves the server to the process instead of hanging the stop. */
+static void
+test_pool_stop (void)
+{
+  gn_router *router = gn_router_new ();
+  gn_http_server_options options
+      = { .threads = 1, .blocking_handlers = true, .workers = 1, .stop_grace_ms = 500 };
+  gn_http_server *server;
+  int running, queued, port;
+  gint64 start;
+
+  gn_router_add (router, "GET", "/slow", handle_slow, NULL, 0);
+  server = start_server (router, &options);
+  port = gn_http_server_port (server);
+  gate_reset ();
+
+  running = connect_from (NULL, port);
+  send_text (running, "GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
+  gate_wait_for (1);
+  queued = connect_from (NULL, port);
+  send_text (queued, "GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
+  g_usleep (200 * 1000);
+
+  start = g_get_monotonic_time ();
+  g_assert_false (gn_http_server_stop (server));
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 2 * G_USEC_PER_SEC);
+  g_assert_cmpint (read_status (queued, 2000, NULL), ==, 503);
+
+  /* The abandoned handler still finishes its answer. */
+  gate_release ();
+  g_assert_cmpint (read_status (running, 5000, NULL), ==, 200);
+  close (running);
+  close (queued);
+  /* server and router stay allocated: the server was left running */
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
 
-#define ADD(path, fn) g_test_add (path, fixture, NULL, fixture_setup, fn, fixture_teardown)
-  ADD ("/http/json-echo", test_json_echo);
-  ADD ("/http/params-query-headers", test_params_query_and_headers);
-  ADD ("/http/not-found-and-method", test_not_found_and_method);
-  ADD ("/http/handler-answering-nothing", test_handler_answering_nothing);
-  ADD ("/http/too-large/content-length", test_too_large_by_length);
-  ADD ("/http/too-large/chunked", test_too_large_chunked);
-  ADD ("/http/wrong-content-type", test_wrong_content_type);
-  ADD ("/http/auth", test_auth);
-  ADD ("/http/cors", test_cors);
-  ADD ("/http/error-formats", test_error_formats);
-  ADD ("/http/error-escaping", test_error_escaping);
-  ADD ("/http/request-id", test_request_id);
-  ADD ("/http/keep-alive", test_keep_alive);
-  ADD ("/http/spool", test_spool);
-  ADD ("/http/observer", test_observer);
-  ADD ("/http/multipart", test_multipart);
-  ADD ("/http/multipart-refusals", test_multipart_refusals);
-  ADD ("/http/admit", test_admit);
-  ADD ("/http/precheck", test_precheck);
+#define ADD(path, fn)                                                                              \
+  do {                                                                                             \
+    g_test_add ("/http" path, fixture, &inline_mode, fixture_setup, fn, fixture_teardown);         \
+    g_test_add ("/http/pool" path, fixture, &pool_mode, fixture_setup, fn, fixture_teardown);      \
+  } while (0)
+  ADD ("/json-echo", test_json_echo);
+  ADD ("/params-query-headers", test_params_query_and_headers);
+  ADD ("/not-found-and-method", test_not_found_and_method);
+  ADD ("/handler-answering-nothing", test_handler_answering_nothing);
+  ADD ("/too-large/content-length", test_too_large_by_length);
+  ADD ("/too-large/chunked", test_too_large_chunked);
+  ADD ("/wrong-content-type", test_wrong_content_type);
+  ADD ("/auth", test_auth);
+  ADD ("/cors", test_cors);
+  ADD ("/error-formats", test_error_formats);
+  ADD ("/error-escaping", test_error_escaping);
+  ADD ("/request-id", test_request_id);
+  ADD ("/keep-alive", test_keep_alive);
+  ADD ("/spool", test_spool);
+  ADD ("/observer", test_observer);
+  ADD ("/multipart", test_multipart);
+  ADD ("/multipart-refusals", test_multipart_refusals);
+  ADD ("/admit", test_admit);
+  ADD ("/precheck", test_precheck);
 #undef ADD
   g_test_add_func ("/http/addresses", test_addresses);
-  g_test_add ("/http/spool-aborted-upload", fixture, GINT_TO_POINTER (1), fixture_setup,
+  static const server_mode short_timeout = { 1, FALSE }, short_timeout_pool = { 1, TRUE };
+  g_test_add ("/http/spool-aborted-upload", fixture, &short_timeout, fixture_setup,
+              test_spool_aborted_upload, fixture_teardown);
+  g_test_add ("/http/pool/spool-aborted-upload", fixture, &short_timeout_pool, fixture_setup,
               test_spool_aborted_upload, fixture_teardown);
   g_test_add_func ("/http/cors-any-origin", test_cors_any_origin);
   g_test_add_func ("/http/json-quote", test_json_quote);
   g_test_add_func ("/http/listen-errors", test_listen_errors);
+  g_test_add_func ("/http/pool/queue-full", test_pool_queue_full);
+  g_test_add_func ("/http/pool/slow-precheck", test_pool_slow_precheck);
+  g_test_add_func ("/http/pool/stop", test_pool_stop);
+  g_test_add_func ("/http/idle-connections", test_idle_connections);
+  g_test_add_func ("/http/per-ip-cap", test_per_ip_cap);
+  g_test_add_func ("/http/timeouts", test_timeouts);
 
   return g_test_run ();
 }
