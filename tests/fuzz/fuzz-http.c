@@ -1,0 +1,140 @@
+/* fuzz-http.c - the whole HTTP request path of the gateway, fed as a client sends it.
+ *
+ * Set-up, once per process: the real gateway (gn_gateway_start: libmicrohttpd, the router
+ * with every API v1 route, bearer-token checking with a fixed key, CORS for one origin) on a
+ * free loopback port, configured like a node whose gRPC services are down: every service
+ * address is a unix socket in a scratch folder where nothing listens, so each call fails at
+ * once with UNAVAILABLE and the route answers 503.  Everything a handler does before its first
+ * call runs for real: request line, headers, query strings, routing, body limits, JSON bodies
+ * of every route, multipart through libmicrohttpd's post processor and our form fields,
+ * the presigned PUT, base64 uploads.
+ *
+ * Each input is written as raw bytes to a new TCP connection, which is then half-closed; the
+ * answer is read until the server closes.  Checked: whatever comes back is HTTP, and no answer
+ * is a 500 (a 500 here means a handler hit a case it did not expect).  ASan/UBSan watch the
+ * server's threads as well, so a memory error anywhere on the way is a crash of this process.
+ *
+ * Seeds (corpus/http/) are one request per route; their bearer token is signed with the fixed
+ * key below and expires in 2100.  FUZZ_HTTP_PRINT=1 prints every answer. */
+#include "fuzz.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "gateway.h"
+#include "log.h"
+
+/* Long enough for a 503 after a failed gRPC call; an answer slower than this is a hang. */
+#define READ_TIMEOUT_MS 10000
+
+static gn_config *config;
+static gn_token_key key;
+static gn_gateway *gateway;
+static struct sockaddr_in server_address;
+
+int
+LLVMFuzzerInitialize (int *argc, char ***argv)
+{
+  GError *error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("fuzz-http-XXXXXX", NULL);
+
+  gn_log_set_level (GN_LOG_ERROR);
+  memset (key.secret, 0x5a, sizeof key.secret);
+  config = gn_config_new_default ();
+  gn_config_set_data_dir (config, dir);
+  /* One short answer per connection and no thread per request left behind: the defaults
+   * otherwise, so the limits and routes are those of a real node. */
+  if (!gn_config_set (config, "gateway.port", "0", &error)
+      || !gn_config_set (config, "gateway.cors_origins", "https://app.example", &error)
+      || !gn_config_set (config, "rpc.deadline_ms", "2000", &error)) {
+    g_printerr ("fuzz-http: %s\n", error->message);
+    abort ();
+  }
+  gateway = gn_gateway_start (config, &key, &error);
+  if (gateway == NULL) {
+    g_printerr ("fuzz-http: the gateway does not start: %s\n", error->message);
+    abort ();
+  }
+  server_address.sin_family = AF_INET;
+  server_address.sin_port = htons ((uint16_t)gn_gateway_port (gateway));
+  server_address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  return 0;
+}
+
+/* Writes as much of the input as the server takes: it may answer and close early (413). */
+static void
+send_input (int fd, const uint8_t *data, size_t size)
+{
+  size_t sent = 0;
+  while (sent < size) {
+    ssize_t n = send (fd, data + sent, size - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return;
+    sent += (size_t)n;
+  }
+}
+
+/* Reads until the server closes the connection; false if it does not within the timeout. */
+static bool
+read_answer (int fd, GString *answer)
+{
+  char buffer[16384];
+  for (;;) {
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    int ready = poll (&pfd, 1, READ_TIMEOUT_MS);
+    if (ready < 0 && errno == EINTR)
+      continue;
+    if (ready <= 0)
+      return false;
+    ssize_t n = recv (fd, buffer, sizeof buffer, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return true; /* closed, or reset after an early answer */
+    g_string_append_len (answer, buffer, n);
+  }
+}
+
+/* Every status line in the answer (keep-alive may carry several) must not say 500. */
+static void
+check_answer (const GString *answer)
+{
+  if (answer->len == 0)
+    return; /* libmicrohttpd drops some malformed requests without a word */
+  FUZZ_ASSERT (g_str_has_prefix (answer->str, "HTTP/1."));
+  for (const char *p = answer->str; (p = strstr (p, "HTTP/1.")) != NULL; p++)
+    if (p == answer->str || p[-1] == '\n') {
+      if (strncmp (p + 8, " 500", 4) == 0)
+        g_printerr ("fuzz-http: the gateway answered 500:\n%s\n", answer->str);
+      FUZZ_ASSERT (strncmp (p + 8, " 500", 4) != 0);
+    }
+}
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+  int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  FUZZ_ASSERT (fd >= 0);
+  FUZZ_ASSERT (connect (fd, (struct sockaddr *)&server_address, sizeof server_address) == 0);
+  send_input (fd, data, size);
+  shutdown (fd, SHUT_WR);
+  GString *answer = g_string_new (NULL);
+  bool closed = read_answer (fd, answer);
+  close (fd);
+  if (!closed)
+    g_printerr ("fuzz-http: no end of the answer within %d ms; so far:\n%s\n", READ_TIMEOUT_MS,
+                answer->str);
+  FUZZ_ASSERT (closed);
+  /* For a person replaying one input: FUZZ_HTTP_PRINT=1 fuzz-http crash-... */
+  if (g_getenv ("FUZZ_HTTP_PRINT") != NULL)
+    g_printerr ("%s\n", answer->str);
+  check_answer (answer);
+  g_string_free (answer, TRUE);
+  return 0;
+}
