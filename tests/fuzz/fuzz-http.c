@@ -46,8 +46,8 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
   memset (key.secret, 0x5a, sizeof key.secret);
   config = gn_config_new_default ();
   gn_config_set_data_dir (config, dir);
-  /* One short answer per connection and no thread per request left behind: the defaults
-   * otherwise, so the limits and routes are those of a real node. */
+  /* A free port, CORS for one origin (so that its code runs too) and a short rpc deadline;
+   * everything else is a real node's default, limits and routes included. */
   if (!gn_config_set (config, "gateway.port", "0", &error)
       || !gn_config_set (config, "gateway.cors_origins", "https://app.example", &error)
       || !gn_config_set (config, "rpc.deadline_ms", "2000", &error)) {
