@@ -15,6 +15,38 @@
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize (int *argc, char ***argv);
 
+/* Sanitizer settings built into every harness (this header is included by exactly one file
+ * of each), so that a reproducer replays by hand (`_build-fuzz/tests/fuzz/fuzz-NAME FILE`)
+ * exactly as under tools/fuzz.  Leaks are errors, except allocations that shared libraries
+ * make from their constructors while they load (as tests/lsan.supp says for the sanitized
+ * test run); the slow unwinder is what lets a suppression see those libraries' frames.  A
+ * harness that defines FUZZ_NO_LEAK_CHECK before including this header checks no leaks. */
+const char *__asan_default_options (void);
+const char *__lsan_default_suppressions (void);
+const char *__ubsan_default_options (void);
+
+const char *
+__asan_default_options (void)
+{
+#ifdef FUZZ_NO_LEAK_CHECK
+  return "detect_leaks=0";
+#else
+  return "fast_unwind_on_malloc=0:malloc_context_size=10";
+#endif
+}
+
+const char *
+__lsan_default_suppressions (void)
+{
+  return "leak:_dl_init\nleak:x265_encoder_open\n";
+}
+
+const char *
+__ubsan_default_options (void)
+{
+  return "print_stacktrace=1:halt_on_error=1";
+}
+
 /* Splits the input at its first n - 1 newlines into n NUL-terminated fields (missing fields
  * are empty strings).  The fields point into one g_malloc'd copy, returned for g_free. */
 static inline char *
