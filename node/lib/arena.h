@@ -26,7 +26,8 @@ char *gn_arena_strdup (gn_arena *arena, const char *s); /* NULL stays NULL */
 char *gn_arena_strndup (gn_arena *arena, const char *s, size_t n);
 char *gn_arena_printf (gn_arena *arena, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));
-char *gn_arena_vprintf (gn_arena *arena, const char *fmt, va_list ap);
+char *gn_arena_vprintf (gn_arena *arena, const char *fmt, va_list ap)
+    __attribute__ ((format (printf, 2, 0)));
 
 /* Total bytes handed out since creation or the last reset. */
 size_t gn_arena_used (const gn_arena *arena);

@@ -899,6 +899,11 @@ form_iterator (void *cls, enum MHD_ValueKind kind, const char *key, const char *
 
   if (context->pending_status != 0)
     return MHD_YES;
+  /* libmicrohttpd passes a part whose Content-Disposition names no field with a NULL key. */
+  if (key == NULL) {
+    set_pending (context, 400, "invalid_request", "A form part has no name");
+    return MHD_YES;
+  }
   if (strcmp (key, "file") == 0) {
     if (context->file_done)
       return MHD_YES;

@@ -102,7 +102,7 @@ append_escaped (char *buf, size_t size, size_t *len, const char *src)
   }
 }
 
-static void
+static void __attribute__ ((format (printf, 3, 0)))
 emit (gn_log_level level, const char *kv, const char *fmt, va_list ap)
 {
   if ((int)level < atomic_load (&min_level))

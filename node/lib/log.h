@@ -28,7 +28,8 @@ void gn_log_set_request_id (const char *request_id);
 const char *gn_log_request_id (void);
 
 void gn_log (gn_log_level level, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
-void gn_logv (gn_log_level level, const char *fmt, va_list ap);
+void gn_logv (gn_log_level level, const char *fmt, va_list ap)
+    __attribute__ ((format (printf, 2, 0)));
 /* Appends extra key=value pairs (already formatted, e.g. "status=201 ms=0.41") after msg. */
 void gn_log_kv (gn_log_level level, const char *kv, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));

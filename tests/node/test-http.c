@@ -1343,6 +1343,21 @@ test_multipart_refusals (fixture *f, gconstpointer data)
     soup_multipart_free (multipart);
     g_assert_cmpint (status_of (&r), ==, 413);
   }
+  /* A part whose Content-Disposition names no field (found by tests/fuzz/fuzz-http: the
+   * form iterator compared its NULL name and crashed the node): 400. */
+  {
+    g_auto (reply) r = { 0 };
+    SoupMultipart *multipart = soup_multipart_new ("multipart/form-data");
+    soup_multipart_append_form_string (multipart, "caption", "hello");
+    SoupMessageHeaders *headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_MULTIPART);
+    soup_message_headers_append (headers, "Content-Disposition", "form-data; filename=\"a.png\"");
+    g_autoptr (GBytes) part = g_bytes_new_static ("\x89PNG", 4);
+    soup_multipart_append_part (multipart, headers, part);
+    soup_message_headers_unref (headers);
+    send_form (f, multipart, &r);
+    soup_multipart_free (multipart);
+    g_assert_cmpint (status_of (&r), ==, 400);
+  }
   g_assert_true (dir_is_empty (f->spool_dir));
 }
 

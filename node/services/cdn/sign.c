@@ -1,9 +1,10 @@
 /* sign.c - signed, expiring media URLs (see sign.h).
  *
  * HMAC-SHA256 through libsodium (crypto_auth_hmacsha256); the signature travels as unpadded
- * base64url, decoded strictly (sodium_base642bin refuses stray characters and non-zero
- * trailing bits), so each MAC has exactly one spelling and a URL cannot be varied while
- * keeping its signature. */
+ * base64url, decoded strictly, so each MAC has exactly one spelling and a URL cannot be varied
+ * while keeping its signature: the alphabet is checked here first, then sodium_base642bin
+ * refuses non-zero trailing bits.  (libsodium 1.0.18 decodes some bytes >= 0x80 as if they
+ * were base64 characters, e.g. 0xa4 and 0xdf like '_'; tests/fuzz/fuzz-cdn-sign found it.) */
 #include "sign.h"
 
 #include <string.h>
@@ -55,6 +56,15 @@ gn_cdn_sign (const gn_cdn_key *key, const char *storage_key, int64_t expires,
                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
+static gboolean
+is_base64url (const char *text, size_t len)
+{
+  for (size_t i = 0; i < len; i++)
+    if (!g_ascii_isalnum (text[i]) && text[i] != '-' && text[i] != '_')
+      return FALSE;
+  return TRUE;
+}
+
 /* Canonical decimal only: no sign, no leading zero, no spaces, so one expiry has one
  * spelling. */
 static gboolean
@@ -88,7 +98,8 @@ gn_cdn_verify (const gn_cdn_key *key, const char *storage_key, const char *expir
   if (expires == NULL || signature == NULL || expires[0] == '\0' || signature[0] == '\0')
     return GN_CDN_URL_UNSIGNED;
   if (!parse_expires (expires, &expires_at)
-      || strnlen (signature, GN_CDN_SIGNATURE_CHARS + 1) != GN_CDN_SIGNATURE_CHARS)
+      || strnlen (signature, GN_CDN_SIGNATURE_CHARS + 1) != GN_CDN_SIGNATURE_CHARS
+      || !is_base64url (signature, GN_CDN_SIGNATURE_CHARS))
     return GN_CDN_URL_FORGED;
   if (sodium_base642bin (given, sizeof given, signature, GN_CDN_SIGNATURE_CHARS, NULL, &given_len,
                          &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
