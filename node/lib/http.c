@@ -852,6 +852,28 @@ buffer_append (request_context *context, const char *data, size_t size)
   context->request.body_len += size;
 }
 
+/* RFC 2046 allows 1 to 70 characters; libmicrohttpd would take any length. */
+#define MULTIPART_BOUNDARY_MAX 70
+
+/* The length of the boundary parameter of a multipart Content-Type (quotes excluded), 0 if
+ * there is none. */
+static size_t
+multipart_boundary_length (const char *content_type)
+{
+  for (const char *p = content_type; *p != '\0'; p++) {
+    if (g_ascii_strncasecmp (p, "boundary=", 9) != 0
+        || (p != content_type && p[-1] != ';' && p[-1] != ' ' && p[-1] != '\t'))
+      continue;
+    p += 9;
+    if (*p == '"') {
+      const char *end = strchr (p + 1, '"');
+      return end != NULL ? (size_t)(end - p - 1) : strlen (p + 1);
+    }
+    return strcspn (p, "; \t");
+  }
+  return 0;
+}
+
 /* Non-file form fields are small (a type, a caption): their total is capped. */
 #define FORM_FIELDS_MAX (64 * 1024)
 /* The file part's name and type go to the media service as strings. */
@@ -1550,6 +1572,11 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
     if (type == NULL || !ascii_has_prefix_nocase (type, "multipart/form-data")) {
       set_pending (context, 415, "unsupported_media_type",
                    "The request body must be multipart/form-data");
+      return MHD_YES;
+    }
+    if (multipart_boundary_length (type) > MULTIPART_BOUNDARY_MAX) {
+      set_pending (context, 400, "invalid_multipart",
+                   "The multipart/form-data boundary is longer than 70 characters");
       return MHD_YES;
     }
     context->form = MHD_create_post_processor (connection, 64 * 1024, form_iterator, context);

@@ -56,7 +56,8 @@ test('accounts and tokens survive a restart of the node', async () => {
 test('access tokens expire after auth.access_token_ttl; refreshing gives a working one', async () => {
   await stack.restart({ args: ['--set', 'auth.access_token_ttl=1'] });
   const account = newAccount('expiry');
-  const registered = await stack.api.post('/api/v1/auth/register', { json: account });
+  // auth.access_token_ttl is the lifetime for clients that refresh (API v1's get 24 h).
+  const registered = await stack.api.post('/api/v1/auth/register', { json: { ...account, client_refreshes: true } });
   assertStatus(registered, 201);
   const session = registered.json();
   const expiresAt = Date.parse(session.expires_at);
