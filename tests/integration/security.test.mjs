@@ -6,7 +6,7 @@
 // or wrong-algorithm token; SQL, path traversal, NUL bytes and overlong strings in paths, query
 // strings and body fields; deep and huge JSON; oversized and malformed multipart; tampered
 // upload and media URLs.  For every row the test asserts
-//   - the exact status (API v1's, /work/shared/API-v1.md, and docs/api.md's codes), and the
+//   - the exact status (API v1's, and docs/api.md's codes), and the
 //     problem+json code word where the row names one (every request asks for problem+json);
 //   - that nothing changed in PostgreSQL: a fingerprint (md5 of every row) of each table of
 //     auth, post and media;
