@@ -127,10 +127,12 @@ gn_media_sniff (const char *path, gn_media_type *type, GError **error)
     return FALSE;
   }
 
+  /* With MAGIC_ERROR libmagic fails on some malformed headers (a box offset pointing outside
+   * the file, found by tests/fuzz/fuzz-sniff): that is the upload's fault, not ours. */
   const char *mime = magic_buffer (cookie, head, filled);
   if (mime == NULL) {
-    g_set_error (error, GN_MEDIA_ERROR, GN_MEDIA_ERROR_FAILED, "libmagic: %s",
-                 magic_error (cookie));
+    g_set_error (error, GN_MEDIA_ERROR, GN_MEDIA_ERROR_INVALID,
+                 "the file's header is malformed (%s)", magic_error (cookie));
     return FALSE;
   }
   for (size_t i = 0; i < G_N_ELEMENTS (accepted_types); i++) {
