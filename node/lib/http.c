@@ -1,5 +1,9 @@
 /* http.c - the HTTP listener shared by the gateway and the CDN, on libmicrohttpd (see http.h).
  *
+ * This file is the request's life, the answers and the server's start and stop; where a client
+ * comes from is in http-address.c, the connection caps and header timeout in http-guard.c, the
+ * worker pool in http-pool.c, and what they share in http-private.h.
+ *
  * Life of a request.  libmicrohttpd calls us in three places:
  *
  *   uri_log_callback      as soon as the request line is read: we create the request context
@@ -53,168 +57,7 @@
  * Errors are plain text ("message\n") unless the client's Accept names
  * application/problem+json; the problem document is written by hand with gn_http_json_quote()
  * (cheaper than json-glib on hot error paths such as 401s, and tested with hostile input). */
-#include "http.h"
-
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
-#include <arpa/inet.h>
-#include <linux/tcp.h>
-#include <netinet/in.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <microhttpd.h>
-#include <gio/gio.h>
-
-#include "log.h"
-
-#define DEFAULT_MAX_BODY (1024 * 1024)
-#define DEFAULT_SPOOL_THRESHOLD (256 * 1024)
-#define DEFAULT_CONNECTION_TIMEOUT_S 60
-#define DEFAULT_HEADER_TIMEOUT_S 30
-#define DEFAULT_MAX_CONNECTIONS 16384
-#define DEFAULT_MAX_CONNECTIONS_PER_IP 256
-#define DEFAULT_QUEUE_MAX 1024
-#define DEFAULT_STOP_GRACE_MS 5000
-/* File descriptors kept free of connections: database and Redis connections, gRPC channels,
- * spool files, log files, the other listener. */
-#define FD_RESERVE 512
-/* Each connection's libmicrohttpd memory: request headers (more: 431), the response's headers,
- * read and write buffers.  libmicrohttpd clears the whole of it after every request, so it is
- * also what an idle keep-alive connection costs in RSS: 16 KiB x 10,000 = 160 MiB. */
-#define CONNECTION_MEMORY_LIMIT (16 * 1024)
-#define LISTEN_BACKLOG 1024
-/* How far past its limit a refused body is read and thrown away, so that the client can read
- * our answer, before we give up and drop the connection (MHD 0.9.75 cannot queue an answer
- * in the middle of an upload). */
-#define DISCARD_SLACK (64 * 1024 * 1024)
-/* nginx's convention for "the client went away before an answer was sent". */
-#define STATUS_CLIENT_CLOSED 499
-#define DEFAULT_ALLOW_HEADERS "Authorization, Content-Type, Accept, X-Request-Id"
-
-typedef struct tracked_connection tracked_connection;
-
-struct gn_http_server {
-  struct MHD_Daemon *daemon;
-  char *name;
-  char *spool_dir;
-  char **cors_origins; /* NULL when CORS is off */
-  bool cors_any;
-  size_t max_body;
-  size_t spool_threshold;
-  gn_router *router;
-  gn_http_authenticator authenticate;
-  void *auth_data;
-  gn_http_observer observer;
-  void *observer_data;
-  gn_http_admit admit;
-  void *admit_data;
-  char *public_url;           /* without a trailing slash; NULL: from each request */
-  GPtrArray *trusted_proxies; /* of GInetAddressMask; NULL when none */
-  void *data;
-
-  /* The worker pool (blocking_handlers): prechecks and handlers queued by the event threads,
-   * their connections suspended meanwhile. */
-  GThread **workers;
-  unsigned n_workers;
-  GMutex pool_lock;
-  GCond pool_wake;
-  GQueue jobs; /* of request_context, linked through job_link */
-  unsigned queue_max;
-  bool stopping;
-  gint in_pool;         /* connections suspended for the pool, not yet back (atomic) */
-  gint active_requests; /* requests begun and not completed (atomic) */
-  int stop_grace_ms;
-
-  /* Every open connection, for the per-address cap and the header timeout (see the reaper). */
-  GMutex connections_lock;
-  tracked_connection *connections;
-  GHashTable *per_ip; /* address text -> number of its connections (not counting trusted ones) */
-  unsigned max_per_ip;
-  gint64 header_timeout_us;
-  GThread *reaper;
-  GMutex reaper_lock;
-  GCond reaper_wake;
-  bool reaper_stop;
-  gint refused_per_ip;  /* since the reaper's last report (atomic) */
-  gint closed_slow;     /* idem */
-  gint refused_busy;    /* idem: requests refused with a full worker queue */
-  gint mhd_log_lines;   /* libmicrohttpd warnings logged this second (atomic) */
-  gint mhd_log_dropped; /* and those dropped beyond MHD_LOG_PER_SECOND */
-};
-
-typedef struct response_header {
-  const char *name;
-  const char *value;
-  struct response_header *next;
-} response_header;
-
-typedef struct form_field {
-  struct form_field *next;
-  char *name;
-  GString *value;
-} form_field;
-
-/* Where a request is in its life; PRECHECK and HANDLER only on servers with a worker pool, whose
- * workers move the request on to PRECHECK_DONE and HANDLER_DONE before they resume it. */
-typedef enum {
-  PHASE_NEW,           /* the headers are not in yet */
-  PHASE_PRECHECK,      /* suspended: the route's precheck is queued or running on a worker */
-  PHASE_PRECHECK_DONE, /* resumed: go on as after an inline precheck */
-  PHASE_BODY,          /* reading the body (if any) */
-  PHASE_HANDLER,       /* suspended: the handler is queued or running on a worker */
-  PHASE_HANDLER_DONE,  /* resumed: its answer waits in `held` */
-} request_phase;
-
-typedef struct {
-  gn_http_request request; /* first: handlers get &context->request */
-  gn_http_server *server;
-  gint64 start_us;
-  const char *target; /* the raw request target, query included */
-  request_phase phase;
-  GList job_link; /* in server->jobs while queued */
-  bool in_pool;   /* counted in server->in_pool */
-  bool has_body;
-  gint64 content_length; /* declared, or -1 */
-  bool preflight;
-  const char *origin; /* the request's Origin when CORS allows it, else NULL */
-  char allow[128];
-
-  /* An answer decided before the body arrived, sent once it has been read. */
-  int pending_status;
-  const char *pending_code;
-  const char *pending_message;
-
-  size_t limit;
-  size_t received;
-  char *buffer; /* in the arena */
-  size_t buffer_size;
-  int spool_fd;
-  char *spool_path; /* g_malloc'd; removed once the handler returns or the request ends */
-
-  /* GN_ROUTE_MULTIPART */
-  struct MHD_PostProcessor *form;
-  form_field *fields;
-  size_t fields_bytes;
-  bool file_seen; /* a "file" part started (its bytes go to the spool file) */
-  bool file_done; /* a later part began: further "file" parts are ignored */
-
-  response_header *headers; /* in the order added */
-  response_header **headers_tail;
-  size_t bytes_out;
-  bool queue_failed;
-
-  /* While a hook runs before the body is read, its answer is held here instead of queued:
-   * queued on the first call it would cost the keep-alive (see the top of this file). */
-  bool hold_answer;
-  struct MHD_Response *held;
-  int held_status;
-  bool precheck_refused;   /* the precheck answered: the body is not read */
-  bool from_trusted_proxy; /* the peer is one of the server's trusted proxies */
-} request_context;
-
+#include "http-private.h"
 static _Thread_local char last_mhd_error[256];
 
 /* ---- small helpers ---- */
@@ -372,12 +215,6 @@ gn_http_status_title (int status)
 
 /* ---- responses ---- */
 
-static request_context *
-context_of (gn_http_request *request)
-{
-  return (request_context *)request;
-}
-
 void
 gn_http_add_header (gn_http_request *request, const char *name, const char *value)
 {
@@ -505,8 +342,9 @@ gn_http_respond_json (gn_http_request *request, int status, const char *json, si
   respond_common (request, status, "application/json", json, len);
 }
 
-static void
-respond_error_message (gn_http_request *request, int status, const char *code, const char *message)
+void
+http_respond_error_message (gn_http_request *request, int status, const char *code,
+                            const char *message)
 {
   gn_arena *arena = request->arena;
   char *body;
@@ -533,7 +371,7 @@ gn_http_respond_error (gn_http_request *request, int status, const char *code, c
   va_start (ap, fmt);
   message = gn_arena_vprintf (request->arena, fmt, ap);
   va_end (ap);
-  respond_error_message (request, status, code, message);
+  http_respond_error_message (request, status, code, message);
 }
 
 /* ---- request accessors ---- */
@@ -557,164 +395,6 @@ gn_http_param (gn_http_request *request, const char *name)
     if (strcmp (request->params[i].name, name) == 0)
       return request->params[i].value;
   return NULL;
-}
-
-/* ---- addresses: the client's, and the URL it used ---- */
-
-static bool
-address_is_trusted (gn_http_server *server, GInetAddress *address)
-{
-  if (server->trusted_proxies == NULL || address == NULL)
-    return false;
-  for (guint i = 0; i < server->trusted_proxies->len; i++)
-    if (g_inet_address_mask_matches (server->trusted_proxies->pdata[i], address))
-      return true;
-  return false;
-}
-
-static GInetAddress *
-sockaddr_to_inet (const struct sockaddr *native)
-{
-  gsize len;
-  g_autoptr (GSocketAddress) address = NULL;
-
-  if (native == NULL)
-    return NULL;
-  if (native->sa_family == AF_INET)
-    len = sizeof (struct sockaddr_in);
-  else if (native->sa_family == AF_INET6)
-    len = sizeof (struct sockaddr_in6);
-  else
-    return NULL;
-  address = g_socket_address_new_from_native ((gpointer)native, len);
-  if (address == NULL || !G_IS_INET_SOCKET_ADDRESS (address))
-    return NULL;
-  return g_object_ref (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address)));
-}
-
-/* X-Forwarded-For lists the client first and each proxy's peer after it: the client is the
- * rightmost address that is not itself a trusted proxy. */
-static const char *
-forwarded_client (request_context *context, const char *forwarded_for)
-{
-  g_auto (GStrv) hops = NULL;
-  const char *client = NULL;
-  guint n;
-
-  if (forwarded_for == NULL || strlen (forwarded_for) > 1024)
-    return NULL;
-  hops = g_strsplit (forwarded_for, ",", 32);
-  n = g_strv_length (hops);
-  for (guint i = n; i-- > 0;) {
-    g_autoptr (GInetAddress) hop = g_inet_address_new_from_string (g_strstrip (hops[i]));
-
-    if (hop == NULL)
-      break;
-    client = gn_arena_strdup (context->request.arena, hops[i]);
-    if (!address_is_trusted (context->server, hop))
-      break;
-  }
-  return client;
-}
-
-static void
-resolve_client (request_context *context)
-{
-  gn_http_request *request = &context->request;
-  const union MHD_ConnectionInfo *info
-      = MHD_get_connection_info (request->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  g_autoptr (GInetAddress) peer = sockaddr_to_inet (info != NULL ? info->client_addr : NULL);
-  g_autofree char *text = peer != NULL ? g_inet_address_to_string (peer) : NULL;
-  const char *forwarded = NULL;
-
-  request->client_ip = gn_arena_strdup (request->arena, text != NULL ? text : "unknown");
-  context->from_trusted_proxy = address_is_trusted (context->server, peer);
-  if (context->from_trusted_proxy)
-    forwarded = forwarded_client (context, gn_http_header (request, "X-Forwarded-For"));
-  if (forwarded != NULL)
-    request->client_ip = forwarded;
-}
-
-/* A Host value we are willing to put into URLs: a name or address with an optional port. */
-static bool
-host_is_sane (const char *host)
-{
-  size_t n = 0;
-
-  if (host == NULL)
-    return false;
-  for (; host[n] != '\0'; n++) {
-    char c = host[n];
-
-    if (n == 255
-        || !(g_ascii_isalnum (c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']'
-             || c == '_'))
-      return false;
-  }
-  return n > 0;
-}
-
-/* The first element of a comma-separated header value, trimmed, from the arena. */
-static char *
-first_value (gn_arena *arena, const char *value)
-{
-  const char *end;
-
-  if (value == NULL)
-    return NULL;
-  end = strchr (value, ',');
-  return g_strstrip (end != NULL ? gn_arena_strndup (arena, value, (size_t)(end - value))
-                                 : gn_arena_strdup (arena, value));
-}
-
-static const char *
-local_host (gn_http_request *request)
-{
-  const union MHD_ConnectionInfo *info
-      = MHD_get_connection_info (request->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-  struct sockaddr_storage native;
-  socklen_t len = sizeof native;
-  g_autoptr (GInetAddress) address = NULL;
-  g_autofree char *text = NULL;
-  int port;
-
-  if (info == NULL || getsockname (info->connect_fd, (struct sockaddr *)&native, &len) != 0)
-    return "localhost";
-  address = sockaddr_to_inet ((struct sockaddr *)&native);
-  if (address == NULL)
-    return "localhost";
-  text = g_inet_address_to_string (address);
-  port = native.ss_family == AF_INET6 ? ntohs (((struct sockaddr_in6 *)&native)->sin6_port)
-                                      : ntohs (((struct sockaddr_in *)&native)->sin_port);
-  if (g_inet_address_get_family (address) == G_SOCKET_FAMILY_IPV6)
-    return gn_arena_printf (request->arena, "[%s]:%d", text, port);
-  return gn_arena_printf (request->arena, "%s:%d", text, port);
-}
-
-const char *
-gn_http_base_url (gn_http_request *request)
-{
-  request_context *context = context_of (request);
-  const char *scheme = "http";
-  const char *host = NULL;
-
-  if (context->server->public_url != NULL)
-    return context->server->public_url;
-  if (context->from_trusted_proxy) {
-    char *proto = first_value (request->arena, gn_http_header (request, "X-Forwarded-Proto"));
-    char *forwarded_host
-        = first_value (request->arena, gn_http_header (request, "X-Forwarded-Host"));
-
-    if (proto != NULL && (g_ascii_strcasecmp (proto, "https") == 0))
-      scheme = "https";
-    if (host_is_sane (forwarded_host))
-      host = forwarded_host;
-  }
-  if (host == NULL && host_is_sane (gn_http_header (request, MHD_HTTP_HEADER_HOST)))
-    host = gn_http_header (request, MHD_HTTP_HEADER_HOST);
-  if (host == NULL)
-    host = local_host (request);
-  return gn_arena_printf (request->arena, "%s://%s", scheme, host);
 }
 
 /* ---- the request's life ---- */
@@ -800,8 +480,8 @@ open_spool (request_context *context)
 
 /* Closes and removes the spool file, if any: once the handler is done with it, or as soon as
  * the body is refused, so disk space never waits for the answer to finish sending. */
-static void
-discard_spool (request_context *context)
+void
+http_discard_spool (request_context *context)
 {
   if (context->spool_fd >= 0) {
     close (context->spool_fd);
@@ -1013,7 +693,7 @@ receive_body (request_context *context, const char *data, size_t size)
                                   "The request body is larger than the limit of %zu bytes",
                                   context->limit));
   if (context->pending_status != 0) {
-    discard_spool (context);
+    http_discard_spool (context);
     return;
   }
 
@@ -1057,15 +737,15 @@ respond_preflight (request_context *context)
  * closes the connection instead of reading the body. */
 #define HOOK_DISCARD_MAX (1024 * 1024)
 
-static enum MHD_Result
-answered_before_body (request_context *context)
+enum MHD_Result
+http_answered_before_body (request_context *context)
 {
   gn_http_request *request = &context->request;
   const char *expect = gn_http_header (request, MHD_HTTP_HEADER_EXPECT);
 
   if (request->status == 0) {
     gn_error ("a hook of %s %s refused without answering", request->method, request->path);
-    respond_error_message (request, 500, "internal_error", "Internal error");
+    http_respond_error_message (request, 500, "internal_error", "Internal error");
   }
   if (!context->has_body
       || (expect == NULL && context->content_length >= 0
@@ -1085,10 +765,10 @@ refuse_declared_length (request_context *context)
   context->pending_status = 0;
   context->headers = NULL;
   context->headers_tail = &context->headers;
-  respond_error_message (request, 413, "payload_too_large",
-                         gn_arena_printf (request->arena,
-                                          "The request body is larger than the limit of %zu bytes",
-                                          context->limit));
+  http_respond_error_message (
+      request, 413, "payload_too_large",
+      gn_arena_printf (request->arena, "The request body is larger than the limit of %zu bytes",
+                       context->limit));
   return context->queue_failed ? MHD_NO : MHD_YES;
 }
 
@@ -1099,364 +779,6 @@ gn_http_set_body_limit (gn_http_request *request, size_t limit)
 
   if (limit < context->limit)
     context->limit = limit;
-}
-
-/* ---- connections: the per-address cap and the header timeout ----
- *
- * libmicrohttpd tells us when a connection opens and closes (notify_connection); we keep each
- * in a list with its address and its state.  The accept policy refuses a connection whose
- * address already holds max_per_ip (trusted proxies are exempt: every client behind them shares
- * their address).  With several event threads, each accepting on its own, the cap can be
- * passed by at most one connection per event thread.
- *
- * libmicrohttpd's connection timeout is an inactivity timeout: a client that sends a header
- * byte every few seconds would hold its connection forever.  The reaper thread bounds the time
- * from a request's first byte to its complete headers.  Between requests a connection waits
- * (an idle keep-alive connection costs its libmicrohttpd memory and a list entry, not a
- * thread, and the inactivity timeout closes it); every header_timeout/2 the reaper reads the
- * socket's received byte count (TCP_INFO): once bytes have come in while the headers are
- * still not complete header_timeout later, it shuts the socket down, and libmicrohttpd's
- * event thread closes the connection.  Headers are therefore closed at 1 to 1.5 x header_timeout
- * after their first byte.  shutdown() from another thread is safe here because notify_connection
- * reports the close, under connections_lock, before the descriptor is closed and reused. */
-
-struct tracked_connection {
-  tracked_connection *prev, *next;
-  int fd;
-  char *address;      /* counted in per_ip under this key; NULL for a trusted proxy */
-  bool in_request;    /* headers complete, answer not yet sent */
-  bool shut;          /* the reaper shut it down */
-  guint64 bytes_seen; /* bytes received when the reaper last looked, or when it began waiting */
-  gint64 arriving_us; /* when the reaper first saw bytes of headers still incomplete; 0: not */
-  gint64 next_check_us;
-};
-
-static guint64
-bytes_received (int fd)
-{
-  struct tcp_info info;
-  socklen_t len = sizeof info;
-
-  memset (&info, 0, sizeof info);
-  if (getsockopt (fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
-    return 0;
-  return info.tcpi_bytes_received;
-}
-
-/* The address of a sockaddr as text (the per_ip key), or NULL if it is not IP. */
-static char *
-address_key (const struct sockaddr *address, char buffer[INET6_ADDRSTRLEN])
-{
-  if (address == NULL)
-    return NULL;
-  if (address->sa_family == AF_INET)
-    return (char *)inet_ntop (AF_INET, &((const struct sockaddr_in *)address)->sin_addr, buffer,
-                              INET6_ADDRSTRLEN);
-  if (address->sa_family == AF_INET6)
-    return (char *)inet_ntop (AF_INET6, &((const struct sockaddr_in6 *)address)->sin6_addr, buffer,
-                              INET6_ADDRSTRLEN);
-  return NULL;
-}
-
-static bool
-sockaddr_is_trusted (gn_http_server *server, const struct sockaddr *address)
-{
-  g_autoptr (GInetAddress) inet = NULL;
-
-  if (server->trusted_proxies == NULL)
-    return false;
-  inet = sockaddr_to_inet (address);
-  return address_is_trusted (server, inet);
-}
-
-static enum MHD_Result
-accept_policy (void *cls, const struct sockaddr *address, socklen_t address_len)
-{
-  gn_http_server *server = cls;
-  char buffer[INET6_ADDRSTRLEN];
-  const char *key = address_key (address, buffer);
-  unsigned count;
-
-  if (key == NULL)
-    return MHD_YES;
-  g_mutex_lock (&server->connections_lock);
-  count = GPOINTER_TO_UINT (g_hash_table_lookup (server->per_ip, key));
-  g_mutex_unlock (&server->connections_lock);
-  if (count < server->max_per_ip || sockaddr_is_trusted (server, address))
-    return MHD_YES;
-  g_atomic_int_inc (&server->refused_per_ip);
-  return MHD_NO;
-}
-
-static void
-notify_connection (void *cls, struct MHD_Connection *connection, void **socket_context,
-                   enum MHD_ConnectionNotificationCode code)
-{
-  gn_http_server *server = cls;
-  tracked_connection *tracked = *socket_context;
-
-  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-    const union MHD_ConnectionInfo *fd
-        = MHD_get_connection_info (connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-    const union MHD_ConnectionInfo *peer
-        = MHD_get_connection_info (connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    char buffer[INET6_ADDRSTRLEN];
-    const char *key = address_key (peer != NULL ? peer->client_addr : NULL, buffer);
-
-    tracked = g_new0 (tracked_connection, 1);
-    tracked->fd = fd != NULL ? fd->connect_fd : -1;
-    tracked->next_check_us = g_get_monotonic_time () + server->header_timeout_us / 2;
-    if (key != NULL && !sockaddr_is_trusted (server, peer->client_addr))
-      tracked->address = g_strdup (key);
-    *socket_context = tracked;
-
-    g_mutex_lock (&server->connections_lock);
-    if (tracked->address != NULL) {
-      guint count = GPOINTER_TO_UINT (g_hash_table_lookup (server->per_ip, tracked->address));
-      g_hash_table_replace (server->per_ip, g_strdup (tracked->address),
-                            GUINT_TO_POINTER (count + 1));
-    }
-    tracked->next = server->connections;
-    if (server->connections != NULL)
-      server->connections->prev = tracked;
-    server->connections = tracked;
-    g_mutex_unlock (&server->connections_lock);
-    return;
-  }
-
-  if (tracked == NULL)
-    return;
-  *socket_context = NULL;
-  g_mutex_lock (&server->connections_lock);
-  if (tracked->address != NULL) {
-    guint count = GPOINTER_TO_UINT (g_hash_table_lookup (server->per_ip, tracked->address));
-    if (count <= 1)
-      g_hash_table_remove (server->per_ip, tracked->address);
-    else
-      g_hash_table_replace (server->per_ip, g_strdup (tracked->address),
-                            GUINT_TO_POINTER (count - 1));
-  }
-  if (tracked->prev != NULL)
-    tracked->prev->next = tracked->next;
-  else
-    server->connections = tracked->next;
-  if (tracked->next != NULL)
-    tracked->next->prev = tracked->prev;
-  g_mutex_unlock (&server->connections_lock);
-  g_free (tracked->address);
-  g_free (tracked);
-}
-
-/* A request's headers are complete (true), or its answer is done and the connection waits for
- * the next one (false). */
-static void
-connection_in_request (gn_http_server *server, struct MHD_Connection *connection, bool in_request)
-{
-  const union MHD_ConnectionInfo *info
-      = MHD_get_connection_info (connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-  tracked_connection *tracked = info != NULL ? info->socket_context : NULL;
-  guint64 bytes = 0;
-
-  if (tracked == NULL)
-    return;
-  if (!in_request)
-    bytes = bytes_received (tracked->fd);
-  g_mutex_lock (&server->connections_lock);
-  tracked->in_request = in_request;
-  if (!in_request) {
-    tracked->bytes_seen = bytes;
-    tracked->arriving_us = 0;
-    tracked->next_check_us = g_get_monotonic_time () + server->header_timeout_us / 2;
-  }
-  g_mutex_unlock (&server->connections_lock);
-}
-
-/* Once a second: the header timeout (see above), and the counts of what was refused. */
-static void
-reap_slow_headers (gn_http_server *server)
-{
-  gint64 now = g_get_monotonic_time ();
-
-  g_mutex_lock (&server->connections_lock);
-  for (tracked_connection *c = server->connections; c != NULL; c = c->next) {
-    guint64 bytes;
-
-    if (c->in_request || c->shut || now < c->next_check_us)
-      continue;
-    if (c->arriving_us != 0) {
-      shutdown (c->fd, SHUT_RDWR);
-      c->shut = true;
-      g_atomic_int_inc (&server->closed_slow);
-      continue;
-    }
-    bytes = bytes_received (c->fd);
-    if (bytes != c->bytes_seen) {
-      c->arriving_us = now;
-      c->next_check_us = now + server->header_timeout_us;
-    } else {
-      c->next_check_us = now + server->header_timeout_us / 2;
-    }
-    c->bytes_seen = bytes;
-  }
-  g_mutex_unlock (&server->connections_lock);
-}
-
-static gpointer
-reaper_main (gpointer data)
-{
-  gn_http_server *server = data;
-
-  g_mutex_lock (&server->reaper_lock);
-  while (!server->reaper_stop) {
-    gint refused, closed, dropped, busy;
-
-    g_cond_wait_until (&server->reaper_wake, &server->reaper_lock,
-                       g_get_monotonic_time () + G_USEC_PER_SEC);
-    if (server->reaper_stop)
-      break;
-    reap_slow_headers (server);
-    gn_log_set_service (server->name);
-    refused = g_atomic_int_exchange (&server->refused_per_ip, 0);
-    closed = g_atomic_int_exchange (&server->closed_slow, 0);
-    dropped = g_atomic_int_exchange (&server->mhd_log_dropped, 0);
-    busy = g_atomic_int_exchange (&server->refused_busy, 0);
-    g_atomic_int_set (&server->mhd_log_lines, 0);
-    if (refused > 0)
-      gn_warn ("refused %d connections: their address already had %u open", refused,
-               server->max_per_ip);
-    if (closed > 0)
-      gn_warn ("closed %d connections whose request headers took longer than %d s", closed,
-               (int)(server->header_timeout_us / G_USEC_PER_SEC));
-    if (busy > 0)
-      gn_warn ("answered %d requests 503: %u waiting for the %u workers already", busy,
-               server->queue_max, server->n_workers);
-    if (dropped > 0)
-      gn_warn ("libmicrohttpd: %d more warnings not logged", dropped);
-  }
-  g_mutex_unlock (&server->reaper_lock);
-  return NULL;
-}
-
-/* ---- the worker pool ---- */
-
-/* Runs on a worker, or inline on servers without a pool.  An answer is held (not queued). */
-static void
-run_precheck (request_context *context)
-{
-  gn_http_request *request = &context->request;
-
-  context->hold_answer = true;
-  if (request->route->precheck (request, request->route->data) && request->status == 0)
-    context->hold_answer = false;
-  else
-    context->precheck_refused = true;
-}
-
-static void
-run_handler (request_context *context)
-{
-  gn_http_request *request = &context->request;
-
-  request->route->handler (request, request->route->data);
-  discard_spool (context);
-  if (request->status == 0) {
-    gn_error ("handler of %s %s answered nothing", request->method, request->route->name);
-    gn_http_respond_error (request, 500, "internal_error", "Internal error");
-  }
-}
-
-static gpointer
-worker_main (gpointer data)
-{
-  gn_http_server *server = data;
-
-  g_mutex_lock (&server->pool_lock);
-  for (;;) {
-    GList *link;
-    request_context *context;
-
-    while (!server->stopping && g_queue_is_empty (&server->jobs))
-      g_cond_wait (&server->pool_wake, &server->pool_lock);
-    link = g_queue_pop_head_link (&server->jobs);
-    if (link == NULL)
-      break;
-    g_mutex_unlock (&server->pool_lock);
-
-    context = link->data;
-    gn_log_set_service (server->name);
-    gn_log_set_request_id (context->request.request_id);
-    if (context->phase == PHASE_PRECHECK) {
-      run_precheck (context);
-      context->phase = PHASE_PRECHECK_DONE;
-    } else {
-      context->hold_answer = true;
-      run_handler (context);
-      context->phase = PHASE_HANDLER_DONE;
-    }
-    gn_log_set_request_id (NULL);
-    /* The event thread takes the connection back and, in the access handler, the request on
-     * from the phase set above (the resume's lock orders these writes before its reads). */
-    MHD_resume_connection (context->request.connection);
-
-    g_mutex_lock (&server->pool_lock);
-  }
-  g_mutex_unlock (&server->pool_lock);
-  return NULL;
-}
-
-static void
-refuse_busy (request_context *context)
-{
-  gn_http_add_header (&context->request, "Retry-After", "1");
-  respond_error_message (&context->request, 503, "overloaded",
-                         context->server->stopping ? "The server is shutting down"
-                                                   : "The server is busy: try again shortly");
-}
-
-/* Hands the precheck or the handler to the worker pool: the connection is suspended (the event
- * thread goes on with other connections) until the worker resumes it.  A full queue, or a
- * server that is stopping, is answered 503 at once. */
-static enum MHD_Result
-submit (request_context *context, request_phase phase)
-{
-  gn_http_server *server = context->server;
-  bool queued = false;
-
-  g_mutex_lock (&server->pool_lock);
-  if (!server->stopping && server->jobs.length < server->queue_max) {
-    context->phase = phase;
-    context->in_pool = true;
-    g_atomic_int_inc (&server->in_pool);
-    /* Suspended before any worker can see the job, so its resume cannot come first. */
-    MHD_suspend_connection (context->request.connection);
-    context->job_link.data = context;
-    g_queue_push_tail_link (&server->jobs, &context->job_link);
-    g_cond_signal (&server->pool_wake);
-    queued = true;
-  }
-  g_mutex_unlock (&server->pool_lock);
-  if (queued)
-    return MHD_YES;
-
-  if (!server->stopping)
-    g_atomic_int_inc (&server->refused_busy);
-  if (phase == PHASE_PRECHECK) {
-    context->hold_answer = true;
-    refuse_busy (context);
-    return answered_before_body (context);
-  }
-  refuse_busy (context);
-  return context->queue_failed ? MHD_NO : MHD_YES;
-}
-
-/* The connection came back from the pool (or closed on the way). */
-static void
-back_from_pool (request_context *context)
-{
-  if (!context->in_pool)
-    return;
-  context->in_pool = false;
-  g_atomic_int_dec_and_test (&context->server->in_pool);
 }
 
 /* ---- the request's life ---- */
@@ -1470,7 +792,7 @@ prepare_body (request_context *context)
 
   context->phase = PHASE_BODY;
   if (context->precheck_refused)
-    return answered_before_body (context);
+    return http_answered_before_body (context);
   if (context->content_length > 0 && (guint64)context->content_length > context->limit)
     return refuse_declared_length (context);
   if (context->content_length > 0) {
@@ -1497,7 +819,7 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
   context->content_length = -1;
   request->connection = connection;
   request->method = method;
-  connection_in_request (server, connection, true);
+  http_connection_in_request (server, connection, true);
 
   header = gn_http_header (request, "X-Request-Id");
   if (request_id_is_sane (header)) {
@@ -1511,7 +833,7 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
 
   request->problem_json = accept_asks_for_problem_json (gn_http_header (request, "Accept"));
   request->authorization = gn_http_header (request, MHD_HTTP_HEADER_AUTHORIZATION);
-  resolve_client (context);
+  http_resolve_client (context);
   context->origin = allowed_origin (server, gn_http_header (request, "Origin"));
 
   query = strchr (context->target, '?');
@@ -1563,7 +885,7 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
     context->hold_answer = true;
     bool admitted = server->admit (server->admit_data, request);
     if (!admitted || request->status != 0)
-      return answered_before_body (context);
+      return http_answered_before_body (context);
     context->hold_answer = false;
   }
 
@@ -1595,8 +917,8 @@ start_request (request_context *context, struct MHD_Connection *connection, cons
   if (request->route->precheck != NULL) {
     /* It may block (a call to the service that can judge an upload URL). */
     if (server->workers != NULL)
-      return submit (context, PHASE_PRECHECK);
-    run_precheck (context);
+      return http_submit (context, PHASE_PRECHECK);
+    http_run_precheck (context);
   }
   return prepare_body (context);
 }
@@ -1614,7 +936,7 @@ finish_request (request_context *context)
     context->form = NULL;
   }
   if (context->pending_status != 0)
-    discard_spool (context);
+    http_discard_spool (context);
   if (context->spool_fd >= 0) {
     close (context->spool_fd);
     context->spool_fd = -1;
@@ -1625,8 +947,8 @@ finish_request (request_context *context)
     return context->queue_failed ? MHD_NO : MHD_YES;
   }
   if (context->pending_status != 0) {
-    respond_error_message (request, context->pending_status, context->pending_code,
-                           context->pending_message);
+    http_respond_error_message (request, context->pending_status, context->pending_code,
+                                context->pending_message);
   } else if (context->preflight) {
     respond_preflight (context);
   } else {
@@ -1635,8 +957,8 @@ finish_request (request_context *context)
       request->body = context->buffer;
     }
     if (context->server->workers != NULL)
-      return submit (context, PHASE_HANDLER);
-    run_handler (context);
+      return http_submit (context, PHASE_HANDLER);
+    http_run_handler (context);
   }
   return context->queue_failed ? MHD_NO : MHD_YES;
 }
@@ -1654,12 +976,12 @@ access_handler (void *cls, struct MHD_Connection *connection, const char *url, c
     case PHASE_NEW:
       return start_request (context, connection, method);
     case PHASE_PRECHECK_DONE: /* libmicrohttpd repeats the first call after the resume */
-      back_from_pool (context);
+      http_back_from_pool (context);
       gn_log_set_service (context->server->name);
       gn_log_set_request_id (context->request.request_id);
       return prepare_body (context);
     case PHASE_HANDLER_DONE: /* and the final call */
-      back_from_pool (context);
+      http_back_from_pool (context);
       release_held_answer (context);
       return context->queue_failed ? MHD_NO : MHD_YES;
     case PHASE_PRECHECK:
@@ -1717,10 +1039,10 @@ request_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
   *con_cls = NULL;
   request = &context->request;
 
-  back_from_pool (context);
+  http_back_from_pool (context);
   if (context->phase != PHASE_NEW)
-    connection_in_request (server, connection, false);
-  discard_spool (context);
+    http_connection_in_request (server, connection, false);
+  http_discard_spool (context);
   free_form (context);
   if (context->held != NULL) {
     MHD_destroy_response (context->held);
@@ -1986,7 +1308,7 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
   /* One option per line reads better than what clang-format would make of it. */
   /* clang-format off */
   server->daemon = MHD_start_daemon (
-      flags, (uint16_t) options->port, accept_policy, server, access_handler, server,
+      flags, (uint16_t) options->port, http_accept_policy, server, access_handler, server,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, server,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &native,
       MHD_OPTION_THREAD_POOL_SIZE, threads,
@@ -1996,7 +1318,7 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) LISTEN_BACKLOG,
       MHD_OPTION_URI_LOG_CALLBACK, uri_log_callback, server,
       MHD_OPTION_NOTIFY_COMPLETED, request_completed, server,
-      MHD_OPTION_NOTIFY_CONNECTION, notify_connection, server,
+      MHD_OPTION_NOTIFY_CONNECTION, http_notify_connection, server,
       MHD_OPTION_UNESCAPE_CALLBACK, unescape_query, NULL,
       MHD_OPTION_END);
   /* clang-format on */
@@ -2008,12 +1330,12 @@ gn_http_server_start (const gn_http_server_options *options, GError **error)
     return NULL;
   }
 
-  server->reaper = g_thread_new ("http-reaper", reaper_main, server);
+  server->reaper = g_thread_new ("http-reaper", http_reaper_main, server);
   if (options->blocking_handlers) {
     server->n_workers = options->workers > 0 ? (unsigned)options->workers : 4 * cores;
     server->workers = g_new0 (GThread *, server->n_workers);
     for (unsigned i = 0; i < server->n_workers; i++)
-      server->workers[i] = g_thread_new ("http-worker", worker_main, server);
+      server->workers[i] = g_thread_new ("http-worker", http_worker_main, server);
   }
   return server;
 }
@@ -2045,7 +1367,7 @@ drop_queued_jobs (gn_http_server *server)
     request_context *context = link->data;
 
     context->hold_answer = true;
-    refuse_busy (context);
+    http_refuse_busy (context);
     if (context->phase == PHASE_PRECHECK) {
       context->precheck_refused = true;
       context->phase = PHASE_PRECHECK_DONE;
