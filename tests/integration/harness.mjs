@@ -748,15 +748,15 @@ export function filesUnder (dir) {
 // Authorization and x-amz-content-sha256 headers, the answer's status) for tests to check that
 // the node really signs.
 // s3rver does not compare x-amz-content-sha256 with the body either (the signature covers only
-// the header), so requests go through a small front that does what AWS does: a hex hash that
-// is not the body's is refused with 400 XAmzContentSHA256Mismatch before s3rver sees it (as in
-// tests/node/s3-server/server.mjs); everything else passes unchanged, Host included.
+// the header), so requests go through the front of tests/node/s3-server/front.mjs, which does
+// what AWS does: a hex hash that is not the body's is refused with 400
+// XAmzContentSHA256Mismatch before s3rver sees it; everything else passes unchanged.
 // Returns {endpoint, bucket, dir, nodeArgs (the --set flags pointing a node at it),
 //          objectKeys() (the bucket's keys, read from s3rver's folder), objectPath(key),
 //          requests, halt() (the port stops accepting: S3 unreachable), resume(), stop()}.
 export async function startS3 ({ bucket = 'generia' } = {}) {
   const { default: S3rver } = await import('@20minutes/s3rver');
-  const { createHash } = await import('node:crypto');
+  const { createPayloadCheckingFront } = await import('../node/s3-server/front.mjs');
   const dir = await makeTempDir('gn-s3-');
   const server = new S3rver({
     address: '127.0.0.1',
@@ -767,7 +767,7 @@ export async function startS3 ({ bucket = 'generia' } = {}) {
   });
   const { port: s3rverPort } = await server.run();
   const requests = [];
-  const front = http.createServer(async (req, res) => {
+  const front = createPayloadCheckingFront(s3rverPort, (req, res) => {
     const entry = {
       method: req.method,
       url: req.url,
@@ -777,29 +777,6 @@ export async function startS3 ({ bucket = 'generia' } = {}) {
     };
     requests.push(entry);
     res.once('finish', () => { entry.status = res.statusCode; });
-    const chunks = [];
-    for await (const chunk of req) chunks.push(chunk);
-    const body = Buffer.concat(chunks);
-    if (/^[0-9a-f]{64}$/.test(entry.contentSha256 ?? '')) {
-      const computed = createHash('sha256').update(body).digest('hex');
-      if (computed !== entry.contentSha256) {
-        const xml = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>XAmzContentSHA256Mismatch</Code>' +
-          "<Message>The provided 'x-amz-content-sha256' header does not match what was computed.</Message></Error>";
-        res.writeHead(400, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(xml) });
-        res.end(xml);
-        return;
-      }
-    }
-    const upstream = http.request({ host: '127.0.0.1', port: s3rverPort, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode, answer.rawHeaders);
-        answer.pipe(res);
-      });
-    upstream.on('error', (err) => {
-      res.writeHead(502);
-      res.end(String(err));
-    });
-    upstream.end(body);
   });
   await new Promise((resolve, reject) => {
     front.once('error', reject);

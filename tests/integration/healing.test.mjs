@@ -23,7 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 
-import { assertStatus, newAccount, postgresBin, startNode, startStack, unique } from './harness.mjs';
+import { assertStatus, newAccount, postgresBin, psql, startNode, startStack, unique } from './harness.mjs';
 
 const PROTO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'node', 'proto');
 const generia = grpc.loadPackageDefinition(protoLoader.loadSync(
@@ -89,11 +89,9 @@ async function rpcError (promise) {
   }
 }
 
+// One statement against the node's database, as psql's unaligned text ("a|b" per row).
 function sql (query) {
-  const result = spawnSync(postgresBin('psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-    '-d', stack.pg.url, '-c', query], { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`psql: ${query}\n${result.stderr}`);
-  return result.stdout.trim();
+  return psql(stack.pg.url, query).map((row) => row.join('|')).join('\n');
 }
 
 function jpeg () {

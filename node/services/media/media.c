@@ -1045,6 +1045,19 @@ fail:
  * Creating a post).  Like AttachMedia they act for the caller only: the media's uploader, whose
  * token the post service forwards or, from its healing job, signs. */
 
+/* What both need before their SQL: a post id that can be one, and the database; NULL with
+ * *code set (the call failed) otherwise. */
+static PGconn *
+post_media_conn (gn_rpc_call *call, const char *post_id, grpc_status_code *code)
+{
+  if (!g_uuid_string_is_valid (post_id)) {
+    *code = gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_request",
+                              "post_id is not a valid id");
+    return NULL;
+  }
+  return conn_or_fail (call, code);
+}
+
 static grpc_status_code
 handle_detach_media (gn_rpc_call *call, const ProtobufCMessage *message,
                      ProtobufCMessage **response)
@@ -1055,10 +1068,7 @@ handle_detach_media (gn_rpc_call *call, const ProtobufCMessage *message,
   g_autoptr (GError) error = NULL;
 
   GN_RPC_REQUIRE_USER (call);
-  if (!g_uuid_string_is_valid (req->post_id))
-    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_request",
-                             "post_id is not a valid id");
-  PGconn *conn = conn_or_fail (call, &code);
+  PGconn *conn = post_media_conn (call, req->post_id, &code);
   if (conn == NULL)
     return code;
   const char *params[] = { req->post_id, gn_rpc_call_user_id (call) };
@@ -1094,10 +1104,7 @@ handle_get_attached_media (gn_rpc_call *call, const ProtobufCMessage *message,
   g_autoptr (GError) error = NULL;
 
   GN_RPC_REQUIRE_USER (call);
-  if (!g_uuid_string_is_valid (req->post_id))
-    return gn_rpc_call_fail (call, GRPC_STATUS_INVALID_ARGUMENT, "invalid_request",
-                             "post_id is not a valid id");
-  PGconn *conn = conn_or_fail (call, &code);
+  PGconn *conn = post_media_conn (call, req->post_id, &code);
   if (conn == NULL)
     return code;
   const char *params[] = { req->post_id, gn_rpc_call_user_id (call) };

@@ -8,16 +8,10 @@
 // credentials are s3rver's built-in pair, access key S3RVER and secret S3RVER.  It exits when
 // stdin closes, so a test that dies without killing it does not leave it running.
 //
-// s3rver does not compare x-amz-content-sha256 with the body it receives (the signature only
-// covers the header's value), so a client that sends a wrong payload hash would pass every test
-// and fail against AWS.  A small front on PORT does what AWS does: it reads the whole body,
-// refuses a hex hash that does not match it with 400 XAmzContentSHA256Mismatch before anything
-// is stored, and passes every other request unchanged (Host included, which the signature
-// covers) to s3rver on a private port.  UNSIGNED-PAYLOAD and the streaming form pass unchecked,
-// as on AWS.
-import { createHash } from 'node:crypto';
-import http from 'node:http';
+// s3rver does not check payload hashes; the front of front.mjs on PORT does, as AWS does, and
+// passes everything else to s3rver on a private port.
 import S3rver from '@20minutes/s3rver';
+import { createPayloadCheckingFront } from './front.mjs';
 
 if (process.argv.length < 3) {
   console.error('usage: node server.mjs DIRECTORY [PORT]');
@@ -33,43 +27,7 @@ const server = new S3rver({
 });
 const { port: s3rverPort } = await server.run();
 
-const HEX_SHA256 = /^[0-9a-f]{64}$/;
-
-function mismatch(res, claimed, computed) {
-  const body =
-    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>XAmzContentSHA256Mismatch</Code>' +
-    "<Message>The provided 'x-amz-content-sha256' header does not match what was computed." +
-    `</Message><ClientComputedContentSHA256>${claimed}</ClientComputedContentSHA256>` +
-    `<S3ComputedContentSHA256>${computed}</S3ComputedContentSHA256></Error>`;
-  res.writeHead(400, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-const front = http.createServer(async (req, res) => {
-  const chunks = [];
-  for await (const chunk of req) chunks.push(chunk);
-  const body = Buffer.concat(chunks);
-  const claimed = req.headers['x-amz-content-sha256'];
-  if (typeof claimed === 'string' && HEX_SHA256.test(claimed)) {
-    const computed = createHash('sha256').update(body).digest('hex');
-    if (computed !== claimed) {
-      mismatch(res, claimed, computed);
-      return;
-    }
-  }
-  const upstream = http.request(
-    { host: '127.0.0.1', port: s3rverPort, method: req.method, path: req.url, headers: req.headers },
-    (answer) => {
-      res.writeHead(answer.statusCode, answer.rawHeaders);
-      answer.pipe(res);
-    },
-  );
-  upstream.on('error', (err) => {
-    res.writeHead(502);
-    res.end(String(err));
-  });
-  upstream.end(body);
-});
+const front = createPayloadCheckingFront(s3rverPort);
 await new Promise((resolve, reject) => {
   front.once('error', reject);
   front.listen(Number(process.argv[3] ?? 0), '127.0.0.1', resolve);
