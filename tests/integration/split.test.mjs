@@ -128,7 +128,9 @@ test('a split that could not serve media says so: the gateway warns, a lone CDN 
     isReady: async (baseUrl) => (await request(baseUrl, 'GET', '/health')).status === 200,
   });
   try {
-    assert.match(lone.output(), /media URLs pointing at this gateway will not load: set cdn\.public_url/);
+    // The warning may reach the pipe after /health already answers: wait for it.
+    const warning = /media URLs pointing at this gateway will not load: set cdn\.public_url/;
+    await until('the gateway\'s warning about media URLs', async () => warning.test(lone.output()));
   } finally {
     await lone.stop();
   }
